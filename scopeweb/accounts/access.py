@@ -1,0 +1,102 @@
+"""Who may reach each route.
+
+Every view declares an access rule: ``PUBLIC``, ``SIGNED_IN`` (any signed-in user) or the name of
+a capability from ``scopeweb.accounts.roles.CAPABILITIES``. Function views use ``@access(rule)``;
+DRF views set ``access_rule`` and get checked by ``DenyUndeclared``, which refuses any view that
+forgot to declare one. A test walks the URL resolver and fails on an undeclared route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from rest_framework.permissions import BasePermission
+
+if TYPE_CHECKING:  # importing DRF's views here would be circular: DRF loads this module
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+from scopeweb.accounts.roles import CAPABILITIES, Role, roles_with
+
+PUBLIC = "public"
+SIGNED_IN = "signed_in"
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in (PUBLIC, SIGNED_IN) and rule not in CAPABILITIES:
+        raise ValueError(f"Unknown access rule {rule!r}")
+
+
+def user_may(user: Any, rule: str) -> bool:
+    if rule == PUBLIC:
+        return True
+    if not (user and user.is_authenticated and user.is_active):
+        return False
+    if rule == SIGNED_IN:
+        return True
+    return bool(user.has_perm(f"accounts.{rule}"))
+
+
+def access(rule: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Declare and enforce who reaches a function view."""
+    _check_rule(rule)
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if rule != PUBLIC and not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not user_may(request.user, rule):
+                raise PermissionDenied(describe(rule))
+            return view(request, *args, **kwargs)
+
+        wrapped.access_rule = rule  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorate
+
+
+def describe(rule: str) -> str:
+    if rule == PUBLIC:
+        return "Anyone."
+    if rule == SIGNED_IN:
+        return "Any signed-in user."
+    roles = ", ".join(sorted(role.value for role in roles_with(rule)))
+    return f"{CAPABILITIES[rule][0]}: {roles}."
+
+
+def roles_for(rule: str) -> frozenset[Role] | None:
+    """The roles that reach a rule; None for rules that do not depend on a role."""
+    return None if rule in (PUBLIC, SIGNED_IN) else roles_with(rule)
+
+
+def rule_of(callback: Any) -> str | None:
+    """The access rule a resolved URL callback declares, if any."""
+    rule = getattr(callback, "access_rule", None)
+    if rule is None and hasattr(callback, "cls"):
+        rule = getattr(callback.cls, "access_rule", None)
+    if rule is None and hasattr(callback, "view_class"):
+        rule = getattr(callback.view_class, "access_rule", None)
+    return rule
+
+
+class DenyUndeclared(BasePermission):
+    """DRF permission: the view's ``access_rule`` decides; a view without one is refused."""
+
+    message = "You do not have a role that may use this endpoint."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        rule = getattr(view, "access_rule", None)
+        if rule is None:
+            return False
+        _check_rule(rule)
+        if user_may(request.user, rule):
+            return True
+        self.message = f"Your role may not use this endpoint. Allowed: {describe(rule)}"
+        return False
+

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.models import User
+
+from scopeweb.accounts.roles import Role
+
+ROLE_CHOICES = [(role.value, role.value.title()) for role in Role]
+
+
+class UserCreateForm(forms.Form):
+    username = forms.RegexField(
+        regex=r"^[\w.@+-]{1,150}$",
+        max_length=150,
+        error_messages={"invalid": "Use letters, digits and @ . + - _ only (150 at most)."},
+    )
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput,
+        help_text="Leave blank to generate one; it is shown once.",
+    )
+
+    def clean_username(self) -> str:
+        username: str = self.cleaned_data["username"]
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(f"A user named {username!r} already exists.")
+        return username
+
+
+class UserEditForm(forms.Form):
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+    is_active = forms.BooleanField(required=False, label="Active (may sign in)")
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'CI gate'.")

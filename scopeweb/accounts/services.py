@@ -1,0 +1,76 @@
+"""Users, roles and API tokens."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.models import AbstractBaseUser, Group, User
+from django.db import transaction
+from django.utils import timezone
+
+from scopeweb.accounts.models import ApiToken
+from scopeweb.accounts.roles import Role
+
+
+def user_roles(user: AbstractBaseUser | None) -> list[Role]:
+    if user is None or not user.is_authenticated:
+        return []
+    names = {group.name for group in user.groups.all()}  # type: ignore[attr-defined]
+    return [role for role in Role if role.value in names]
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+@transaction.atomic
+def user_create(
+    *, username: str, role: Role, email: str = "", password: str | None = None
+) -> tuple[User, str]:
+    """Make a user with one role; returns the user and the password (generated if not given)."""
+    password = password or generate_password()
+    user = User.objects.create_user(username=username, email=email, password=password)
+    user.groups.set([Group.objects.get(name=role.value)])
+    return user, password
+
+
+@transaction.atomic
+def user_update(*, user: User, role: Role, is_active: bool, email: str) -> User:
+    user.email = email
+    user.is_active = is_active
+    user.save(update_fields=["email", "is_active"])
+    user.groups.set([Group.objects.get(name=role.value)])
+    return user
+
+
+def admin_ensure(
+    *, username: str = "admin", password: str | None = None, email: str = ""
+) -> tuple[User, str] | None:
+    """Make a first admin when no active admin exists; returns it and its password, else None."""
+    has_admin = User.objects.filter(is_active=True, groups__name=Role.ADMIN.value).exists()
+    if has_admin:
+        return None
+    existing = User.objects.filter(username=username).first()
+    if existing is not None:
+        password = password or generate_password()
+        existing.set_password(password)
+        existing.is_active = True
+        existing.save()
+        existing.groups.add(Group.objects.get(name=Role.ADMIN.value))
+        return existing, password
+    return user_create(username=username, role=Role.ADMIN, email=email, password=password)
+
+
+def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
+    """A new personal token; the key is returned once and only its hash is kept."""
+    key = ApiToken.new_key()
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=key[:10], key_sha256=ApiToken.hash_key(key)
+    )
+    return token, key
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])

