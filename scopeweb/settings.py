@@ -118,10 +118,11 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "scopeweb.sqlite3",
+            "NAME": str(env_path("SCOPEWEB_SQLITE_PATH", DATA_DIR / "scopeweb.sqlite3")),
             # Web, worker and beat share the file: wait for locks rather than fail.
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
-            "TEST": {"NAME": env_str("SCOPEWEB_TEST_SQLITE", str(DATA_DIR / "test.sqlite3"))},
+            # A file, not memory: tests hand the same database to a real worker process.
+            "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -33,7 +33,10 @@ class MeApi(APIView):
 
     def get(self, request: Request) -> Response:
         return Response(
-            {"username": request.user.username, "roles": [r.value for r in user_roles(request.user)]}
+            {
+                "username": request.user.username,
+                "roles": [r.value for r in user_roles(request.user)],
+            }
         )
 
 

@@ -51,7 +51,9 @@ class Prompt(models.Model):
     class Meta:
         ordering = ["prompt_set", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["prompt_set", "position"], name="prompt_position_unique")
+            models.UniqueConstraint(
+                fields=["prompt_set", "position"], name="prompt_position_unique"
+            )
         ]
 
     def __str__(self) -> str:

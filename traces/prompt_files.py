@@ -56,7 +56,9 @@ class PromptFileError(Exception):
 def detect_format(filename: str, requested: str = "") -> str:
     if requested:
         if requested not in FORMATS:
-            raise PromptFileError([Problem(None, f"Unknown format {requested!r}; use jsonl, csv or txt.")])
+            raise PromptFileError(
+                [Problem(None, f"Unknown format {requested!r}; use jsonl, csv or txt.")]
+            )
         return requested
     suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     if suffix not in _EXTENSIONS:
@@ -129,7 +131,7 @@ def _jsonl(text: str, problems: list[Problem]) -> list[ParsedPrompt]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(Problem(number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+            problems.append(Problem(number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
             continue
         if not isinstance(row, dict):
             problems.append(Problem(number, 'each line must be a JSON object with a "prompt"'))
@@ -137,7 +139,9 @@ def _jsonl(text: str, problems: list[Problem]) -> list[ParsedPrompt]:
         prompt = row.get("prompt")
         if not isinstance(prompt, str):
             problems.append(
-                Problem(number, 'missing "prompt"' if prompt is None else '"prompt" must be a string')
+                Problem(
+                    number, 'missing "prompt"' if prompt is None else '"prompt" must be a string'
+                )
             )
             continue
         extra = {key: value for key, value in row.items() if key not in ("prompt", "id", "tags")}

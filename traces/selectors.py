@@ -12,6 +12,8 @@ def prompt_set_list() -> QuerySet[PromptSet]:
 
 def prompt_imports_recent(limit: int = 10) -> QuerySet[Job]:
     """Imports still in flight, and refused ones from the last few, for the list page."""
-    return Job.objects.filter(kind=JobKind.PROMPT_IMPORT).exclude(
-        state=JobState.SUCCEEDED
-    ).select_related("created_by")[:limit]
+    return (
+        Job.objects.filter(kind=JobKind.PROMPT_IMPORT)
+        .exclude(state=JobState.SUCCEEDED)
+        .select_related("created_by")[:limit]
+    )

@@ -54,6 +54,8 @@ class PromptSerializer(serializers.ModelSerializer):
 class PromptSetUploadSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    profile = serializers.SlugRelatedField(slug_field="code", queryset=RetentionProfile.objects.all())
+    profile = serializers.SlugRelatedField(
+        slug_field="code", queryset=RetentionProfile.objects.all()
+    )
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=["", *FORMATS], required=False, default="")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from rest_framework.permissions import BasePermission
 
 if TYPE_CHECKING:  # importing DRF's views here would be circular: DRF loads this module
@@ -42,13 +42,15 @@ def user_may(user: Any, rule: str) -> bool:
     return bool(user.has_perm(f"accounts.{rule}"))
 
 
-def access(rule: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def access(
+    rule: str,
+) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
     """Declare and enforce who reaches a function view."""
     _check_rule(rule)
 
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if rule != PUBLIC and not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not user_may(request.user, rule):
@@ -99,4 +101,3 @@ class DenyUndeclared(BasePermission):
             return True
         self.message = f"Your role may not use this endpoint. Allowed: {describe(rule)}"
         return False
-

@@ -5,9 +5,12 @@ from django.db.models.signals import post_migrate
 
 
 def _sync_after_migrate(sender: AppConfig, **kwargs: Any) -> None:
+    from django.apps import apps as global_apps
+
     from scopeweb.accounts.role_sync import sync_roles
 
-    sync_roles(kwargs["apps"])
+    # `flush` sends post_migrate without the historical app registry.
+    sync_roles(kwargs.get("apps") or global_apps)
 
 
 class AccountsConfig(AppConfig):

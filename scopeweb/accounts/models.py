@@ -8,7 +8,7 @@ from django.db import models
 
 from scopeweb.accounts.roles import CAPABILITIES
 
-TOKEN_PREFIX = "sw_"
+TOKEN_PREFIX = "sw_"  # noqa: S105 (a marker, not a secret)
 
 
 class RoleCapability(models.Model):
@@ -18,6 +18,9 @@ class RoleCapability(models.Model):
         managed = False
         default_permissions = ()
         permissions = [(name, text) for name, (text, _) in CAPABILITIES.items()]
+
+    def __str__(self) -> str:
+        return "role capabilities"
 
 
 class ApiToken(models.Model):

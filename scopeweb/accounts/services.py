@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, Group, User
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,10 +13,10 @@ from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.roles import Role
 
 
-def user_roles(user: AbstractBaseUser | None) -> list[Role]:
+def user_roles(user: Any) -> list[Role]:
     if user is None or not user.is_authenticated:
         return []
-    names = {group.name for group in user.groups.all()}  # type: ignore[attr-defined]
+    names = {group.name for group in user.groups.all()}
     return [role for role in Role if role.value in names]
 
 

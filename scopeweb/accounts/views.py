@@ -88,8 +88,8 @@ def token_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
 @access(SIGNED_IN)
+@require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)  # type: ignore[misc]
     services.api_token_revoke(token=token)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -31,7 +31,7 @@ class JobError(Exception):
 
 
 def job_create(
-    *, kind: JobKind, title: str, created_by: AbstractBaseUser | None, params: dict[str, Any]
+    *, kind: JobKind, title: str, created_by: User | None, params: dict[str, Any]
 ) -> Job:
     return Job.objects.create(kind=kind, title=title, created_by=created_by, params=params)
 
@@ -111,9 +111,7 @@ def describe_unexpected(exc: BaseException) -> str:
 def jobs_reap_stale() -> int:
     """Fail jobs whose worker stopped reporting (killed, or its machine went away)."""
     cutoff = timezone.now() - timedelta(minutes=settings.JOB_STALE_MINUTES)
-    stale = Job.objects.filter(
-        state__in=[JobState.QUEUED, JobState.RUNNING], updated_at__lt=cutoff
-    )
+    stale = Job.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING], updated_at__lt=cutoff)
     return stale.update(
         state=JobState.FAILED,
         error=(

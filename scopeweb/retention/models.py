@@ -80,3 +80,6 @@ class RetentionProfileChange(models.Model):
 
     class Meta:
         ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.profile.code} changed at {self.changed_at:%Y-%m-%d %H:%M}"

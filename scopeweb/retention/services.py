@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from scopeweb.retention.models import EDITABLE_FIELDS, RetentionProfile, RetentionProfileChange
@@ -16,7 +16,7 @@ def profile_snapshot(profile: RetentionProfile) -> dict[str, Any]:
 
 @transaction.atomic
 def retention_profile_update(
-    *, profile: RetentionProfile, changed_by: AbstractBaseUser, values: dict[str, Any]
+    *, profile: RetentionProfile, changed_by: User, values: dict[str, Any]
 ) -> RetentionProfileChange | None:
     """Apply validated ``values``; returns the recorded change, or None when nothing changed.
 

@@ -32,5 +32,7 @@ def profile_edit(request: HttpRequest, code: str) -> HttpResponse:
         return redirect("retention_profile_list")
     changes = profile.changes.select_related("changed_by")[:50]
     return render(
-        request, "retention/profile_edit.html", {"profile": profile, "form": form, "changes": changes}
+        request,
+        "retention/profile_edit.html",
+        {"profile": profile, "form": form, "changes": changes},
     )

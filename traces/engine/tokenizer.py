@@ -68,7 +68,7 @@ def tokenizer_from_gguf(gguf_path: Path) -> Tokenizer:
     tokenizer.add_special_tokens(
         [
             AddedToken(piece, special=True, normalized=False)
-            for piece, kind in zip(tokens, types)
+            for piece, kind in zip(tokens, types, strict=True)
             if kind in (_CONTROL, _USER_DEFINED)
         ]
     )
@@ -115,5 +115,3 @@ def count_tokens(texts: list[str], files: ModelFiles | None = None) -> list[int]
     """Tokens per text, counting the BOS token the model sees first."""
     tokenizer = load_tokenizer(files)
     return [len(encoding.ids) for encoding in tokenizer.encode_batch(texts)]
-
-

@@ -6,58 +6,104 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('jobs', '0001_initial'),
-        ('retention', '0001_initial'),
+        ("jobs", "0001_initial"),
+        ("retention", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PromptSet',
+            name="PromptSet",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('source_filename', models.CharField(max_length=255)),
-                ('source_format', models.CharField(max_length=8)),
-                ('source_sha256', models.CharField(max_length=64)),
-                ('source_bytes', models.PositiveBigIntegerField()),
-                ('prompt_count', models.PositiveIntegerField()),
-                ('token_total', models.PositiveBigIntegerField()),
-                ('token_max', models.PositiveIntegerField()),
-                ('capture_limit', models.PositiveIntegerField(help_text="The profile's limit at import time.")),
-                ('over_limit_count', models.PositiveIntegerField()),
-                ('tokenizer', models.CharField(max_length=100)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('import_job', models.OneToOneField(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='prompt_set', to='jobs.job')),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='retention.retentionprofile')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("source_filename", models.CharField(max_length=255)),
+                ("source_format", models.CharField(max_length=8)),
+                ("source_sha256", models.CharField(max_length=64)),
+                ("source_bytes", models.PositiveBigIntegerField()),
+                ("prompt_count", models.PositiveIntegerField()),
+                ("token_total", models.PositiveBigIntegerField()),
+                ("token_max", models.PositiveIntegerField()),
+                (
+                    "capture_limit",
+                    models.PositiveIntegerField(help_text="The profile's limit at import time."),
+                ),
+                ("over_limit_count", models.PositiveIntegerField()),
+                ("tokenizer", models.CharField(max_length=100)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "import_job",
+                    models.OneToOneField(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="prompt_set",
+                        to="jobs.job",
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="retention.retentionprofile",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Prompt',
+            name="Prompt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(help_text='0-based order in the file.')),
-                ('line', models.PositiveIntegerField(help_text='Line of the file it came from.')),
-                ('external_id', models.CharField(blank=True, max_length=200)),
-                ('text', models.TextField()),
-                ('tags', models.JSONField(default=list)),
-                ('metadata', models.JSONField(default=dict)),
-                ('token_count', models.PositiveIntegerField()),
-                ('over_capture_limit', models.BooleanField(default=False)),
-                ('prompt_set', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prompts', to='traces.promptset')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(help_text="0-based order in the file.")),
+                ("line", models.PositiveIntegerField(help_text="Line of the file it came from.")),
+                ("external_id", models.CharField(blank=True, max_length=200)),
+                ("text", models.TextField()),
+                ("tags", models.JSONField(default=list)),
+                ("metadata", models.JSONField(default=dict)),
+                ("token_count", models.PositiveIntegerField()),
+                ("over_capture_limit", models.BooleanField(default=False)),
+                (
+                    "prompt_set",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prompts",
+                        to="traces.promptset",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['prompt_set', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('prompt_set', 'position'), name='prompt_position_unique')],
+                "ordering": ["prompt_set", "position"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("prompt_set", "position"), name="prompt_position_unique"
+                    )
+                ],
             },
         ),
     ]

@@ -14,13 +14,13 @@ import uuid
 from typing import IO
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
 from scopeweb.jobs.models import Job, JobKind
-from scopeweb.jobs.services import JobError, job_create, job_progress, job_running, job_succeed
+from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
 from scopeweb.retention.models import RetentionProfile
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import Limits, Problem, PromptFileError, detect_format, parse_prompt_file
@@ -45,7 +45,7 @@ def _safe_name(filename: str) -> str:
 
 def prompt_set_upload(
     *,
-    user: AbstractBaseUser | None,
+    user: User | None,
     name: str,
     description: str,
     profile: RetentionProfile,
@@ -137,7 +137,10 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
         job_progress(job_id, done=0, total=0, note="checking the file")
         try:
             fmt, parsed = parse_prompt_file(
-                data, filename=params["filename"], limits=prompt_limits(), file_format=params["format"]
+                data,
+                filename=params["filename"],
+                limits=prompt_limits(),
+                file_format=params["format"],
             )
         except PromptFileError as exc:
             _discard(upload_path)
@@ -179,7 +182,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                         token_count=count,
                         over_capture_limit=count > limit,
                     )
-                    for position, (prompt, count) in enumerate(zip(parsed, counts))
+                    for position, (prompt, count) in enumerate(zip(parsed, counts, strict=True))
                 ),
                 batch_size=INSERT_BATCH,
             )

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,30 +14,69 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='RoleCapability',
+            name="RoleCapability",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'permissions': [('upload_prompt_set', 'Upload prompt sets'), ('view_prompt_set', 'See prompt sets and their prompts'), ('start_analysis', 'Start analyses'), ('browse_traces', 'Browse runs, traces, tokens and features'), ('annotate_feature', 'Annotate features'), ('work_case', 'Open and work audit cases'), ('sign_off_case', 'Sign audit cases off'), ('view_jobs', 'See background jobs'), ('read_signed_case', 'Read signed-off cases and their reports'), ('verify_report', 'Verify report signatures'), ('read_audit_log', 'Read the audit log'), ('manage_users', 'Manage users and roles'), ('manage_retention', 'Edit retention profiles'), ('manage_holds', 'Place and lift legal holds'), ('manage_registry', 'Manage the model and SAE registry'), ('purge', 'Purge expired data')],
-                'managed': False,
-                'default_permissions': (),
+                "permissions": [
+                    ("upload_prompt_set", "Upload prompt sets"),
+                    ("view_prompt_set", "See prompt sets and their prompts"),
+                    ("start_analysis", "Start analyses"),
+                    ("browse_traces", "Browse runs, traces, tokens and features"),
+                    ("annotate_feature", "Annotate features"),
+                    ("work_case", "Open and work audit cases"),
+                    ("sign_off_case", "Sign audit cases off"),
+                    ("view_jobs", "See background jobs"),
+                    ("read_signed_case", "Read signed-off cases and their reports"),
+                    ("verify_report", "Verify report signatures"),
+                    ("read_audit_log", "Read the audit log"),
+                    ("manage_users", "Manage users and roles"),
+                    ("manage_retention", "Edit retention profiles"),
+                    ("manage_holds", "Place and lift legal holds"),
+                    ("manage_registry", "Manage the model and SAE registry"),
+                    ("purge", "Purge expired data"),
+                ],
+                "managed": False,
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(help_text='First characters, to tell tokens apart.', max_length=12)),
-                ('key_sha256', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "prefix",
+                    models.CharField(
+                        help_text="First characters, to tell tokens apart.", max_length=12
+                    ),
+                ),
+                ("key_sha256", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

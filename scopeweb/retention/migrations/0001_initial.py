@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,38 +15,144 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='RetentionProfile',
+            name="RetentionProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=8, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('retention_days', models.PositiveIntegerField(choices=[(30, '30 days'), (90, '90 days'), (365, '365 days')], default=30)),
-                ('audit_extension_days', models.PositiveIntegerField(choices=[(30, '30 days'), (90, '90 days'), (365, '365 days')], default=90)),
-                ('redaction', models.CharField(choices=[('best_effort', 'Best-effort PII redaction (exports and reports)'), ('required', 'PII redaction required before storage and export'), ('strong', 'Strong redaction, documented with a redaction report')], max_length=20)),
-                ('export_policy', models.CharField(choices=[('allowed', 'Allowed'), ('gdpr_review', 'GDPR review before export'), ('cnil_documented', 'CNIL-style documentation with every export')], max_length=20)),
-                ('four_eyes', models.BooleanField(default=False, help_text="The case's opener alone can never sign it off.")),
-                ('signoffs_required', models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('sampling_baseline', models.FloatField(default=0.01, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('sampling_targeted', models.FloatField(default=0.05, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('sampling_forensic', models.FloatField(default=1.0, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('capture_limit', models.PositiveIntegerField(default=1000, help_text='Tokens captured per trace; longer prompts are marked.', validators=[django.core.validators.MinValueValidator(16), django.core.validators.MaxValueValidator(32768)])),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=8, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "retention_days",
+                    models.PositiveIntegerField(
+                        choices=[(30, "30 days"), (90, "90 days"), (365, "365 days")], default=30
+                    ),
+                ),
+                (
+                    "audit_extension_days",
+                    models.PositiveIntegerField(
+                        choices=[(30, "30 days"), (90, "90 days"), (365, "365 days")], default=90
+                    ),
+                ),
+                (
+                    "redaction",
+                    models.CharField(
+                        choices=[
+                            ("best_effort", "Best-effort PII redaction (exports and reports)"),
+                            ("required", "PII redaction required before storage and export"),
+                            ("strong", "Strong redaction, documented with a redaction report"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "export_policy",
+                    models.CharField(
+                        choices=[
+                            ("allowed", "Allowed"),
+                            ("gdpr_review", "GDPR review before export"),
+                            ("cnil_documented", "CNIL-style documentation with every export"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "four_eyes",
+                    models.BooleanField(
+                        default=False, help_text="The case's opener alone can never sign it off."
+                    ),
+                ),
+                (
+                    "signoffs_required",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                (
+                    "sampling_baseline",
+                    models.FloatField(
+                        default=0.01,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "sampling_targeted",
+                    models.FloatField(
+                        default=0.05,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "sampling_forensic",
+                    models.FloatField(
+                        default=1.0,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "capture_limit",
+                    models.PositiveIntegerField(
+                        default=1000,
+                        help_text="Tokens captured per trace; longer prompts are marked.",
+                        validators=[
+                            django.core.validators.MinValueValidator(16),
+                            django.core.validators.MaxValueValidator(32768),
+                        ],
+                    ),
+                ),
             ],
             options={
-                'ordering': ['code'],
+                "ordering": ["code"],
             },
         ),
         migrations.CreateModel(
-            name='RetentionProfileChange',
+            name="RetentionProfileChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('changed_at', models.DateTimeField(auto_now_add=True)),
-                ('before', models.JSONField()),
-                ('after', models.JSONField()),
-                ('changed_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='changes', to='retention.retentionprofile')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("changed_at", models.DateTimeField(auto_now_add=True)),
+                ("before", models.JSONField()),
+                ("after", models.JSONField()),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="changes",
+                        to="retention.retentionprofile",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
+                "ordering": ["-changed_at", "-id"],
             },
         ),
     ]

@@ -45,9 +45,7 @@ SHARED = {
 def seed(apps, schema_editor):  # type: ignore[no-untyped-def]
     profile_model = apps.get_model("retention", "RetentionProfile")
     for values in PROFILES:
-        profile_model.objects.update_or_create(
-            code=values["code"], defaults={**SHARED, **values}
-        )
+        profile_model.objects.update_or_create(code=values["code"], defaults={**SHARED, **values})
 
 
 class Migration(migrations.Migration):

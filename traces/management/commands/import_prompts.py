@@ -58,7 +58,9 @@ class Command(BaseCommand):
         job = Job.objects.get(pk=job.pk)
         if job.state != JobState.SUCCEEDED or prompt_set is None:
             lines = [job.error] + [
-                f"  line {item['line']}: {item['message']}" if item["line"] else f"  {item['message']}"
+                f"  line {item['line']}: {item['message']}"
+                if item["line"]
+                else f"  {item['message']}"
                 for item in job.error_details
             ]
             raise CommandError("\n".join(lines))

@@ -1,0 +1,143 @@
+"""The cast of users every access test uses, and shared fixtures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from tests.factories import make_user
+
+
+@pytest.fixture
+def reviewer(db: None) -> User:
+    return make_user("rita", "reviewer")
+
+
+@pytest.fixture
+def second_reviewer(db: None) -> User:
+    return make_user("rob", "reviewer")
+
+
+@pytest.fixture
+def auditor(db: None) -> User:
+    return make_user("audrey", "auditor")
+
+
+@pytest.fixture
+def admin(db: None) -> User:
+    return make_user("ada", "admin")
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    """Signed in, but holding no role."""
+    return make_user("otto")
+
+
+@pytest.fixture
+def cast(
+    reviewer: User, second_reviewer: User, auditor: User, admin: User, outsider: User
+) -> dict[str, User | None]:
+    return {
+        "anonymous": None,
+        "reviewer": reviewer,
+        "auditor": auditor,
+        "admin": admin,
+        "outsider": outsider,
+    }
+
+
+def client_for(user: User | None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _own_artifact_folder(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Each test stores artifacts in a folder of its own (worker tests share the data dir's,
+    which the worker process sees too)."""
+    if request.node.get_closest_marker("worker"):
+        return
+    settings = request.getfixturevalue("settings")
+    settings.MEDIA_ROOT = tmp_path / "artifacts"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "artifacts"},
+        },
+    }
+
+
+def _database_env() -> dict[str, str]:
+    """Point a child process at the database this test run uses (the test database)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return {"SCOPEWEB_SQLITE_PATH": str(db["NAME"])}
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return {
+        "DATABASE_URL": f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+        f"/{db['NAME']}"
+    }
+
+
+@pytest.fixture
+def celery_worker_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker in its own process, on the configured broker and the test database.
+
+    Tests using it mark themselves ``django_db(transaction=True, serialized_rollback=True)``: the
+    worker must see committed rows, and the seeded roles and profiles must survive the flush.
+    """
+    from scopeweb.celery import app
+
+    app.control.purge()  # messages a previous, interrupted run may have left
+    log_path = tmp_path / "worker.log"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **_database_env()}
+    command = [
+        sys.executable, "-m", "celery", "-A", "scopeweb", "worker",
+        "--queues", "default,analysis", "--pool", "solo", "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while b" ready." not in log_path.read_bytes():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            raise RuntimeError(f"worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield worker
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+def wait_for_job(job_id: str, timeout: float = 180) -> Any:
+    from scopeweb.jobs.models import Job
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = Job.objects.get(pk=job_id)
+        if job.finished:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s (state {job.state})")

@@ -1,0 +1,135 @@
+"""Every route declares who reaches it, and each role gets the answer the design gives it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from scopeweb.accounts.access import rule_of
+from scopeweb.accounts.models import ApiToken
+from scopeweb.accounts.services import api_token_create
+from tests.conftest import client_for
+from tests.factories import make_prompt_set
+
+ROLES = ("anonymous", "reviewer", "auditor", "admin", "outsider")
+
+
+def _row(anonymous: int, reviewer: int, auditor: int, admin: int, outsider: int) -> dict[str, int]:
+    return dict(zip(ROLES, (anonymous, reviewer, auditor, admin, outsider), strict=True))
+
+
+SIGNED_IN_PAGE = _row(302, 200, 200, 200, 200)
+REVIEWER_PAGE = _row(302, 200, 403, 200, 403)
+ADMIN_PAGE = _row(302, 403, 403, 200, 403)
+SIGNED_IN_API = _row(401, 200, 200, 200, 200)
+REVIEWER_API = _row(401, 200, 403, 200, 403)
+ADMIN_API = _row(401, 403, 403, 200, 403)
+
+# The answer to a GET from each member of the cast. Written out by hand, not derived from the
+# declarations, so a wrong declaration fails here.
+EXPECTED: dict[str, dict[str, int]] = {
+    "home": SIGNED_IN_PAGE,
+    "healthz": _row(200, 200, 200, 200, 200),
+    "login": _row(200, 302, 302, 302, 302),
+    "logout": _row(405, 405, 405, 405, 405),  # POST only
+    "password_change": SIGNED_IN_PAGE,
+    "password_change_done": SIGNED_IN_PAGE,
+    "token_list": SIGNED_IN_PAGE,
+    "token_revoke": _row(302, 405, 405, 405, 405),  # POST only, after the sign-in check
+    "user_list": ADMIN_PAGE,
+    "user_create": ADMIN_PAGE,
+    "user_edit": ADMIN_PAGE,
+    "retention_profile_list": ADMIN_PAGE,
+    "retention_profile_edit": ADMIN_PAGE,
+    "prompt_set_list": REVIEWER_PAGE,
+    "prompt_set_upload": REVIEWER_PAGE,
+    "prompt_set_detail": REVIEWER_PAGE,
+    "job_list": REVIEWER_PAGE,
+    "job_detail": REVIEWER_PAGE,
+    "api_schema": SIGNED_IN_API,
+    "api_docs": SIGNED_IN_API,
+    "api_me": SIGNED_IN_API,
+    "api_prompt_sets": REVIEWER_API,
+    "api_prompt_set": REVIEWER_API,
+    "api_prompts": REVIEWER_API,
+    "api_jobs": REVIEWER_API,
+    "api_job": REVIEWER_API,
+    "api_retention_profiles": SIGNED_IN_API,
+    "api_retention_profile": ADMIN_API,
+}
+
+
+def _patterns(resolver: URLResolver | None = None) -> list[URLPattern]:
+    found: list[URLPattern] = []
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            found.extend(_patterns(entry))
+        else:
+            found.append(entry)
+    return found
+
+
+def test_every_route_declares_an_access_rule() -> None:
+    undeclared = [str(p.pattern) for p in _patterns() if rule_of(p.callback) is None]
+    assert undeclared == []
+
+
+def test_every_route_is_in_the_matrix() -> None:
+    names = {p.name for p in _patterns()}
+    assert None not in names, "every route needs a name to be checked"
+    assert names == set(EXPECTED)
+
+
+def _kwargs(name: str, objects: dict[str, Any]) -> dict[str, Any]:
+    pattern = next(p for p in _patterns() if p.name == name)
+    wanted = pattern.pattern.regex.groupindex
+    return {
+        key: objects[f"{name}:{key}"] if f"{name}:{key}" in objects else objects[key]
+        for key in wanted
+    }
+
+
+@pytest.mark.django_db
+def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) -> None:
+    prompt_set = make_prompt_set()
+    assert prompt_set.import_job is not None
+    token, _ = api_token_create(user=cast["reviewer"], name="t")  # type: ignore[arg-type]
+    objects: dict[str, Any] = {
+        "prompt_set_id": prompt_set.pk,
+        "api_prompt_set:pk": prompt_set.pk,
+        "api_prompts:pk": prompt_set.pk,
+        "api_job:pk": prompt_set.import_job.pk,
+        "job_id": prompt_set.import_job.pk,
+        "user_id": cast["reviewer"].pk,  # type: ignore[union-attr]
+        "token_id": token.pk,
+        "code": "UK",
+    }
+    wrong = []
+    for name, expected in EXPECTED.items():
+        url = reverse(name, kwargs=_kwargs(name, objects))
+        for role, user in cast.items():
+            status = client_for(user).get(url).status_code
+            if status != expected[role]:
+                wrong.append(f"{name} ({url}) as {role}: {status}, expected {expected[role]}")
+    assert wrong == []
+    assert ApiToken.objects.filter(revoked_at__isnull=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_missing_objects_are_404_for_those_who_may_see_them(
+    reviewer: User, auditor: User, admin: User
+) -> None:
+    cases: list[tuple[str, dict[str, Any], User]] = [
+        ("prompt_set_detail", {"prompt_set_id": 999999}, reviewer),
+        ("api_prompt_set", {"pk": 999999}, reviewer),
+        ("retention_profile_edit", {"code": "XX"}, admin),
+        ("api_retention_profile", {"code": "XX"}, admin),
+    ]
+    for name, kwargs, allowed in cases:
+        url = reverse(name, kwargs=kwargs)
+        assert client_for(allowed).get(url).status_code == 404, url
+        # Those who may not reach the route learn nothing about what exists behind it.
+        assert client_for(auditor).get(url).status_code == 403, url

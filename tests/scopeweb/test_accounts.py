@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+
+from scopeweb.accounts.models import ApiToken
+from scopeweb.accounts.roles import CAPABILITIES, Role
+from scopeweb.accounts.services import admin_ensure, api_token_create, api_token_revoke
+from tests.conftest import client_for
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_roles_exist_with_the_design_permissions() -> None:
+    perms = {
+        group.name: {p.codename for p in group.permissions.all()} for group in Group.objects.all()
+    }
+    assert set(perms) == {"reviewer", "auditor", "admin"}
+    assert "upload_prompt_set" in perms["reviewer"] and "manage_retention" not in perms["reviewer"]
+    assert perms["auditor"] == {"read_signed_case", "verify_report", "read_audit_log"}
+    assert perms["admin"] == set(CAPABILITIES)
+
+
+def test_login_and_logout_with_a_password(reviewer: User) -> None:
+    client = Client()
+    response = client.post(reverse("login"), {"username": "rita", "password": PASSWORD})
+    assert response.status_code == 302 and response["Location"] == reverse("home")
+    assert client.get(reverse("home")).status_code == 200
+    client.post(reverse("logout"))
+    assert client.get(reverse("home")).status_code == 302
+
+
+def test_wrong_password_is_refused_with_a_message(reviewer: User) -> None:
+    response = Client().post(reverse("login"), {"username": "rita", "password": "nope"})
+    assert response.status_code == 200
+    assert "did not match" in response.content.decode()
+
+
+def test_password_change(reviewer: User) -> None:
+    client = client_for(reviewer)
+    response = client.post(
+        reverse("password_change"),
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a new long pass 42",
+            "new_password2": "a new long pass 42",
+        },
+    )
+    assert response.status_code == 302
+    reviewer.refresh_from_db()
+    assert reviewer.check_password("a new long pass 42")
+
+
+def test_admin_makes_a_reviewer_and_an_auditor(admin: User) -> None:
+    client = client_for(admin)
+    for name, role in [("newrev", "reviewer"), ("newaud", "auditor")]:
+        response = client.post(reverse("user_create"), {"username": name, "role": role})
+        assert response.status_code == 200
+        password = response.context["password"]
+        user = User.objects.get(username=name)
+        assert user.check_password(password)
+        assert list(user.groups.values_list("name", flat=True)) == [role]
+
+
+def test_duplicate_user_name_is_refused(admin: User, reviewer: User) -> None:
+    response = client_for(admin).post(
+        reverse("user_create"), {"username": "RITA", "role": "auditor"}
+    )
+    assert "already exists" in response.content.decode()
+
+
+def test_admin_cannot_demote_themself(admin: User) -> None:
+    response = client_for(admin).post(
+        reverse("user_edit", kwargs={"user_id": admin.pk}), {"role": "reviewer", "is_active": "on"}
+    )
+    assert "cannot remove your own admin role" in response.content.decode()
+    assert admin.groups.filter(name="admin").exists()
+
+
+def test_first_admin_is_made_once() -> None:
+    created = admin_ensure(username="boss", password=None)
+    assert created is not None
+    user, password = created
+    assert user.check_password(password) and user.groups.filter(name=Role.ADMIN).exists()
+    assert admin_ensure(username="boss2") is None
+
+
+def test_api_token_authenticates_and_revocation_ends_it(reviewer: User) -> None:
+    token, key = api_token_create(user=reviewer, name="ci")
+    assert key.startswith("sw_") and ApiToken.hash_key(key) == token.key_sha256
+    assert key not in str(ApiToken.objects.values_list())  # only the hash is stored
+    client = Client(HTTP_AUTHORIZATION=f"Token {key}")
+    response = client.get(reverse("api_me"))
+    assert response.json() == {"username": "rita", "roles": ["reviewer"]}
+    api_token_revoke(token=token)
+    response = client.get(reverse("api_me"))
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]
+
+
+def test_token_page_shows_a_new_key_once(reviewer: User) -> None:
+    client = client_for(reviewer)
+    response = client.post(reverse("token_list"), {"name": "laptop"})
+    key = response.context["new_key"]
+    assert key and key in response.content.decode()
+    assert key not in client.get(reverse("token_list")).content.decode()
+
+
+def test_revoking_someone_elses_token_is_404(reviewer: User, second_reviewer: User) -> None:
+    token, _ = api_token_create(user=reviewer, name="mine")
+    response = client_for(second_reviewer).post(
+        reverse("token_revoke", kwargs={"token_id": token.pk})
+    )
+    assert response.status_code == 404
+    token.refresh_from_db()
+    assert token.revoked_at is None

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from traces.prompt_files import Limits, PromptFileError, parse_prompt_file
+
+LIMITS = Limits(max_bytes=5_000_000, max_prompts=20_000, max_chars=2_000)
+
+
+def parse(data: bytes | str, filename: str = "p.jsonl", **kw: Any) -> list[Any]:
+    raw = data.encode() if isinstance(data, str) else data
+    limits = kw.pop("limits", LIMITS)
+    return parse_prompt_file(raw, filename=filename, limits=limits, **kw)[1]  # type: ignore[arg-type]
+
+
+def problems(data: bytes | str, filename: str = "p.jsonl", **kw: Any) -> list[str]:
+    with pytest.raises(PromptFileError) as caught:
+        parse(data, filename, **kw)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_jsonl_reads_prompt_id_tags_and_keeps_other_keys() -> None:
+    rows = parse(
+        '{"prompt": "hello", "id": 7, "tags": ["a", "b"], "source": "x"}\n\n{"prompt": "second"}\n'
+    )
+    first, second = rows
+    assert (first.line, first.text, first.external_id, first.tags) == (1, "hello", "7", ["a", "b"])  # type: ignore[attr-defined]
+    assert first.metadata == {"source": "x"}  # type: ignore[attr-defined]
+    assert second.line == 3  # type: ignore[attr-defined]
+
+
+def test_every_bad_jsonl_row_is_listed_by_line() -> None:
+    found = problems(
+        '{"prompt": "ok"}\n{"prompt": 5}\nnot json\n["a"]\n{"text": "x"}\n'
+        '{"prompt": "t", "tags": "a;b"}\n'
+    )
+    assert found == [
+        'line 2: "prompt" must be a string',
+        "line 3: not valid JSON: Expecting value (column 1)",
+        'line 4: each line must be a JSON object with a "prompt"',
+        'line 5: missing "prompt"',
+    ]
+
+
+def test_csv_needs_a_prompt_column_and_names_what_it_found() -> None:
+    assert problems("text,id\nhello,1\n", "p.csv") == [
+        "line 1: the header has no \"prompt\" column (columns found: 'text', 'id')"
+    ]
+
+
+def test_csv_reads_quoted_multiline_prompts_and_reports_their_first_line() -> None:
+    rows = parse('id,Prompt,tags\n1,"two\nlines",x;y\n2,plain,\n', "p.csv")
+    assert [(r.line, r.text, r.tags) for r in rows] == [  # type: ignore[attr-defined]
+        (2, "two\nlines", ["x", "y"]),
+        (4, "plain", []),
+    ]
+    assert problems('prompt,id\n"a",1\nb,2,extra\n', "p.csv") == [
+        "line 3: has 3 fields where the header has 2"
+    ]
+
+
+def test_plain_text_skips_blank_lines() -> None:
+    rows = parse("first\n\n  \nsecond\r\n", "p.txt")
+    assert [(r.line, r.text) for r in rows] == [(1, "first"), (4, "second")]  # type: ignore[attr-defined]
+
+
+def test_wrong_encoding_names_the_line_and_byte() -> None:
+    data = b"ok line\n" + "caf\xe9\n".encode("latin-1")
+    assert problems(data, "p.txt") == [
+        "line 2: not valid UTF-8 (byte 0xe9 at column 4); save the file as UTF-8"
+    ]
+
+
+def test_utf8_bom_is_accepted() -> None:
+    assert [r.text for r in parse("\ufefffirst\n", "p.txt")] == ["first"]  # type: ignore[attr-defined]
+
+
+def test_empty_file_is_refused() -> None:
+    assert problems("", "p.txt") == ["The file is empty: it holds no prompts."]
+    assert problems("\n \n", "p.txt") == ["The file is empty: it holds no prompts."]
+
+
+def test_oversize_file_is_refused_with_the_limit() -> None:
+    small = Limits(max_bytes=100, max_prompts=10, max_chars=50)
+    assert problems("x" * 101, "p.txt", limits=small) == [
+        "The file is 101 bytes; the limit is 100 bytes."
+    ]
+
+
+def test_too_many_prompts_and_too_long_prompts() -> None:
+    small = Limits(max_bytes=10_000, max_prompts=2, max_chars=5)
+    assert problems("a\nb\nabcdefg\n", "p.txt", limits=small) == [
+        "The file holds 3 prompts; the limit is 2.",
+        "line 3: the prompt has 7 characters; the limit is 5",
+    ]
+
+
+def test_duplicate_prompts_and_ids_point_at_the_first() -> None:
+    found = problems('{"prompt": "a", "id": "x"}\n{"prompt": "b", "id": "x"}\n{"prompt": "a"}\n')
+    assert found == [
+        'line 2: id "x" is already used on line 1',
+        "line 3: the same prompt as line 1",
+    ]
+
+
+def test_unknown_extension_asks_for_a_format() -> None:
+    assert "name it .jsonl, .csv or .txt" in problems("a", "prompts.xlsx")[0]
+    assert [r.text for r in parse("a\n", "prompts.data", file_format="txt")] == ["a"]  # type: ignore[attr-defined]
+
+
+def test_ten_thousand_lines_with_one_bad_row_at_the_end() -> None:
+    lines = [json.dumps({"prompt": f"prompt number {i}"}) for i in range(9_999)]
+    lines.append('{"prompt": "unterminated')
+    assert problems("\n".join(lines) + "\n") == [
+        "line 10000: not valid JSON: Unterminated string starting at (column 12)"
+    ]
