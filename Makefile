@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-PYTHON ?= python3.11
+# Python 3.11 when there is one, else the system's python3.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -7,7 +8,7 @@ PIP    := $(PY) -m pip
 .PHONY: run test lint setup setup-dev clean
 
 $(PY):
-	$(shell command -v $(PYTHON) >/dev/null 2>&1 || echo python3) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(PY)
