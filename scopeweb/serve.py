@@ -57,9 +57,11 @@ def main() -> int:
                 stopping = True
                 break
         time.sleep(0.5)
+    print("Stopping web, worker and beat…", flush=True)
     for child in children.values():
         if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
+            # The leader only: Celery's main process shuts its pool down warmly itself.
+            child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     for child in children.values():
         try:
