@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY scopeweb ./scopeweb
 COPY traces ./traces
 COPY reports ./reports
+COPY saes ./saes
 # The CPU wheel of torch; a CUDA image sets TORCH_INDEX to the matching PyTorch index.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install --extra-index-url "$TORCH_INDEX" .

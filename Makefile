@@ -26,6 +26,7 @@ setup-dev: $(VENV)/.installed-dev
 run: setup
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py ensure_admin
+	$(PY) manage.py register_sae --shipped
 	$(PY) manage.py prepare_model
 	$(PY) -m scopeweb.serve
 

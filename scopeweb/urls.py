@@ -15,7 +15,9 @@ from scopeweb.jobs import views as jobs
 from scopeweb.retention import api as retention_api
 from scopeweb.retention import views as retention
 from traces import api as traces_api
+from traces import api_runs as runs_api
 from traces import views as traces
+from traces import views_runs as runs
 
 
 class SchemaView(SpectacularAPIView):
@@ -59,6 +61,15 @@ urlpatterns = [
     path("prompt-sets/", traces.prompt_set_list, name="prompt_set_list"),
     path("prompt-sets/upload/", traces.prompt_set_upload_view, name="prompt_set_upload"),
     path("prompt-sets/<int:prompt_set_id>/", traces.prompt_set_detail, name="prompt_set_detail"),
+    path("saes/", traces.sae_list, name="sae_list"),
+    path(
+        "prompt-sets/<int:prompt_set_id>/runs/new/",
+        runs.run_start_view,
+        name="run_start",
+    ),
+    path("runs/", runs.run_list, name="run_list"),
+    path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/cancel/", runs.run_cancel_view, name="run_cancel"),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<uuid:job_id>/", jobs.job_detail, name="job_detail"),
     # API
@@ -76,6 +87,8 @@ urlpatterns = [
         traces_api.PromptListApi.as_view(),
         name="api_prompts",
     ),
+    path("api/runs/", runs_api.RunListApi.as_view(), name="api_runs"),
+    path("api/runs/<int:pk>/", runs_api.RunDetailApi.as_view(), name="api_run"),
     path("api/jobs/", jobs_api.JobListApi.as_view(), name="api_jobs"),
     path("api/jobs/<uuid:pk>/", jobs_api.JobDetailApi.as_view(), name="api_job"),
     path(

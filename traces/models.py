@@ -58,3 +58,119 @@ class Prompt(models.Model):
 
     def __str__(self) -> str:
         return self.text[:60]
+
+
+class SaeRecord(models.Model):
+    """A registered SAE: where it comes from, what it reads, and how good it is."""
+
+    name = models.SlugField(max_length=120, unique=True)
+    reference = models.CharField(
+        max_length=500, help_text="A folder in the Gemma Scope 2 layout, or a hub reference."
+    )
+    model_name = models.CharField(max_length=200)
+    site = models.CharField(max_length=40)
+    layer = models.PositiveSmallIntegerField()
+    width = models.PositiveIntegerField()
+    hook_point = models.CharField(max_length=200)
+    params_sha256 = models.CharField(max_length=64)
+    shipped = models.BooleanField(default=False, help_text="Trained by this project.")
+    description = models.TextField(blank=True)
+    quality = models.JSONField(default=dict, help_text="l0, fvu, dead_share, delta_ce, tokens")
+    quality_source = models.CharField(max_length=300, blank=True)
+    quality_measured_at = models.DateTimeField(null=True, blank=True)
+    registered_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model_name", "layer", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AnalysisRun(models.Model):
+    """One analysis of a prompt set with an SAE. Its job drives the state; chunks are the unit
+    of work and of resumption (a retried task starts after ``chunks_done``)."""
+
+    class DType(models.TextChoices):
+        FLOAT32 = "float32", "float32"
+        BFLOAT16 = "bfloat16", "bfloat16"
+
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="runs")
+    sae = models.ForeignKey(SaeRecord, on_delete=models.PROTECT, related_name="runs")
+    profile = models.ForeignKey(RetentionProfile, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    job = models.OneToOneField("jobs.Job", on_delete=models.PROTECT, related_name="run")
+    top_k = models.PositiveSmallIntegerField(default=32)
+    capture_limit = models.PositiveIntegerField(default=1000)
+    dtype = models.CharField(max_length=10, choices=DType.choices, default=DType.FLOAT32)
+    generate_tokens = models.PositiveIntegerField(default=0)
+    seed = models.BigIntegerField(default=0)
+    chunk_prompts = models.PositiveIntegerField(default=32)
+    device_kind = models.CharField(max_length=100, blank=True)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    prompts_done = models.PositiveIntegerField(default=0)
+    tokens_done = models.PositiveBigIntegerField(default=0)
+    compute_seconds = models.FloatField(default=0.0)
+    cancel_requested = models.BooleanField(default=False)
+    pins = models.JSONField(default=dict, help_text="sha256 of model, tokenizer, SAE, prompts")
+    summary = models.JSONField(default=dict)
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.prompt_set} with {self.sae}"
+
+    @property
+    def artifact_prefix(self) -> str:
+        return f"runs/{self.pk}"
+
+
+class Trace(models.Model):
+    """One prompt's captured tokens; its arrays live in the chunk artifact at ``row``."""
+
+    run = models.ForeignKey(AnalysisRun, on_delete=models.CASCADE, related_name="traces")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="traces")
+    chunk = models.PositiveIntegerField()
+    row = models.PositiveIntegerField(help_text="First token row in the chunk's arrays.")
+    tokens = models.PositiveIntegerField()
+    prompt_tokens = models.PositiveIntegerField()
+    truncated = models.BooleanField(default=False)
+    completion = models.TextField(blank=True)
+    l0 = models.FloatField()
+    fvu = models.FloatField()
+    resid_norm = models.FloatField()
+    arrays_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["run", "prompt__position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "prompt"], name="trace_run_prompt_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"trace of prompt {self.prompt_id} in run {self.run_id}"
+
+
+class TraceFeature(models.Model):
+    """The search index: per (trace, feature) its peak, how often it fired, and where first."""
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="features")
+    feature = models.PositiveIntegerField()
+    max_activation = models.FloatField()
+    count = models.PositiveIntegerField()
+    first_position = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trace", "feature"], name="trace_feature_unique")
+        ]
+        indexes = [models.Index(fields=["feature", "-max_activation"])]
+
+    def __str__(self) -> str:
+        return f"feature {self.feature} in trace {self.trace_id}"

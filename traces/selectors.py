@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from scopeweb.jobs.models import Job, JobKind, JobState
-from traces.models import PromptSet
+from traces.models import AnalysisRun, PromptSet, SaeRecord
 
 
 def prompt_set_list() -> QuerySet[PromptSet]:
@@ -17,3 +17,11 @@ def prompt_imports_recent(limit: int = 10) -> QuerySet[Job]:
         .exclude(state=JobState.SUCCEEDED)
         .select_related("created_by")[:limit]
     )
+
+
+def sae_list() -> QuerySet[SaeRecord]:
+    return SaeRecord.objects.all()
+
+
+def run_list() -> QuerySet[AnalysisRun]:
+    return AnalysisRun.objects.select_related("prompt_set", "sae", "job", "created_by", "profile")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from scopeweb.retention.models import RetentionProfile
-from traces.models import Prompt, PromptSet
+from traces.models import AnalysisRun, Prompt, PromptSet, SaeRecord
 from traces.prompt_files import FORMATS
 
 
@@ -59,3 +59,50 @@ class PromptSetUploadSerializer(serializers.Serializer):
     )
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=["", *FORMATS], required=False, default="")
+
+
+class RunSerializer(serializers.ModelSerializer):
+    prompt_set: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(
+        read_only=True
+    )
+    sae = serializers.CharField(source="sae.name")
+    state = serializers.CharField(source="job.state")
+    progress_note = serializers.CharField(source="job.progress_note")
+    error = serializers.CharField(source="job.error")
+
+    class Meta:
+        model = AnalysisRun
+        fields = [
+            "id",
+            "prompt_set",
+            "sae",
+            "state",
+            "progress_note",
+            "error",
+            "job",
+            "top_k",
+            "capture_limit",
+            "dtype",
+            "generate_tokens",
+            "seed",
+            "device_kind",
+            "chunks_total",
+            "chunks_done",
+            "prompts_done",
+            "tokens_done",
+            "pins",
+            "summary",
+            "manifest_sha256",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class RunStartSerializer(serializers.Serializer):
+    prompt_set = serializers.PrimaryKeyRelatedField(queryset=PromptSet.objects.all())
+    sae = serializers.SlugRelatedField(slug_field="name", queryset=SaeRecord.objects.all())
+    top_k = serializers.IntegerField(min_value=1, max_value=256, default=32)
+    capture_limit = serializers.IntegerField(min_value=16, max_value=32768, required=False)
+    dtype = serializers.ChoiceField(choices=["float32", "bfloat16"], default="float32")
+    generate_tokens = serializers.IntegerField(min_value=0, max_value=512, default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)

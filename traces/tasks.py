@@ -20,3 +20,19 @@ def prompt_set_import_task(self: JobTask, job_id: str) -> None:
     from traces.services.prompt_sets import prompt_set_import
 
     prompt_set_import(job_id)
+
+
+@shared_task(
+    base=JobTask,
+    bind=True,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=6 * 3600,
+    time_limit=6 * 3600 + 300,
+)
+def analysis_run_task(self: JobTask, job_id: str) -> None:
+    from traces.services.runs import run_execute
+
+    run_execute(job_id)

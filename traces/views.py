@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from scopeweb.accounts.access import access
 from traces import selectors
-from traces.forms import PromptSetUploadForm
+from traces.forms import PromptSetUploadForm, RunStartForm
 from traces.prompt_files import PromptFileError
 from traces.services.prompt_sets import prompt_set_upload
 
@@ -55,5 +55,17 @@ def prompt_set_detail(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
         prompts = prompts.filter(over_capture_limit=True)
     page = Paginator(prompts, PROMPTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
-        request, "traces/prompt_set_detail.html", {"prompt_set": prompt_set, "page": page}
+        request,
+        "traces/prompt_set_detail.html",
+        {
+            "prompt_set": prompt_set,
+            "page": page,
+            "run_form": RunStartForm(initial={"sae": selectors.sae_list().first()}),
+            "runs": selectors.run_list().filter(prompt_set=prompt_set)[:20],
+        },
     )
+
+
+@access("browse_traces")
+def sae_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "traces/sae_list.html", {"saes": selectors.sae_list()})

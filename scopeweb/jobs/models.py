@@ -8,6 +8,7 @@ from django.db import models
 
 class JobKind(models.TextChoices):
     PROMPT_IMPORT = "prompt_import", "Prompt set import"
+    ANALYSIS = "analysis", "Analysis run"
 
 
 class JobState(models.TextChoices):
@@ -15,12 +16,13 @@ class JobState(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Job(models.Model):
     """One background job, as the UI shows it. The task drives its state:
 
-    queued → running → succeeded | failed (a retried task goes running → running).
+    queued → running → succeeded | failed | cancelled (a retried task goes running → running).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -52,7 +54,7 @@ class Job(models.Model):
 
     @property
     def finished(self) -> bool:
-        return self.state in (JobState.SUCCEEDED, JobState.FAILED)
+        return self.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
     @property
     def percent(self) -> int:

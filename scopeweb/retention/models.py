@@ -31,14 +31,25 @@ class RetentionProfile(models.Model):
     redaction = models.CharField(max_length=20, choices=Redaction.choices)
     export_policy = models.CharField(max_length=20, choices=ExportPolicy.choices)
     four_eyes = models.BooleanField(
-        default=False, help_text="The case's opener alone can never sign it off."
+        "four-eyes sign-off",
+        default=False,
+        help_text="The case's opener alone can never sign it off.",
     )
     signoffs_required = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(5)]
+        "sign-offs required",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="Distinct reviewers who must sign a case off (1 to 5).",
     )
-    sampling_baseline = models.FloatField(default=0.01, validators=_rate)
-    sampling_targeted = models.FloatField(default=0.05, validators=_rate)
-    sampling_forensic = models.FloatField(default=1.0, validators=_rate)
+    sampling_baseline = models.FloatField(
+        "baseline sampling rate", default=0.01, validators=_rate, help_text="Share from 0 to 1."
+    )
+    sampling_targeted = models.FloatField(
+        "targeted sampling rate", default=0.05, validators=_rate, help_text="Share from 0 to 1."
+    )
+    sampling_forensic = models.FloatField(
+        "forensic sampling rate", default=1.0, validators=_rate, help_text="Share from 0 to 1."
+    )
     capture_limit = models.PositiveIntegerField(
         default=1000,
         validators=[MinValueValidator(16), MaxValueValidator(32768)],

@@ -13,6 +13,8 @@ from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.services import api_token_create
 from tests.conftest import client_for
 from tests.factories import make_prompt_set
+from traces.models import SaeRecord
+from traces.services.runs import run_start
 
 ROLES = ("anonymous", "reviewer", "auditor", "admin", "outsider")
 
@@ -47,6 +49,11 @@ EXPECTED: dict[str, dict[str, int]] = {
     "prompt_set_list": REVIEWER_PAGE,
     "prompt_set_upload": REVIEWER_PAGE,
     "prompt_set_detail": REVIEWER_PAGE,
+    "sae_list": REVIEWER_PAGE,
+    "run_start": _row(302, 405, 403, 405, 403),  # POST only, after the role check
+    "run_list": REVIEWER_PAGE,
+    "run_detail": REVIEWER_PAGE,
+    "run_cancel": _row(302, 405, 403, 405, 403),
     "job_list": REVIEWER_PAGE,
     "job_detail": REVIEWER_PAGE,
     "api_schema": SIGNED_IN_API,
@@ -55,6 +62,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     "api_prompt_sets": REVIEWER_API,
     "api_prompt_set": REVIEWER_API,
     "api_prompts": REVIEWER_API,
+    "api_runs": REVIEWER_API,
+    "api_run": REVIEWER_API,
     "api_jobs": REVIEWER_API,
     "api_job": REVIEWER_API,
     "api_retention_profiles": SIGNED_IN_API,
@@ -97,6 +106,11 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
     prompt_set = make_prompt_set()
     assert prompt_set.import_job is not None
     token, _ = api_token_create(user=cast["reviewer"], name="t")  # type: ignore[arg-type]
+    sae = SaeRecord.objects.create(
+        name="tiny", reference="/nowhere", model_name="m", site="resid_post", layer=2,
+        width=128, hook_point="model.layers.2.output", params_sha256="0" * 64,
+    )  # fmt: skip
+    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False)
     objects: dict[str, Any] = {
         "prompt_set_id": prompt_set.pk,
         "api_prompt_set:pk": prompt_set.pk,
@@ -106,6 +120,8 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
         "user_id": cast["reviewer"].pk,  # type: ignore[union-attr]
         "token_id": token.pk,
         "code": "UK",
+        "run_id": run.pk,
+        "api_run:pk": run.pk,
     }
     wrong = []
     for name, expected in EXPECTED.items():

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from scopeweb.jobs.models import Job, JobState
+from traces.models import PromptSet, SaeRecord
+from traces.services.runs import run_execute, run_start
+from traces.services.saes import sae_register
+
+
+class Command(BaseCommand):
+    help = (
+        "Analyse a prompt set with an SAE. PROMPT_SET is an id or a name; --sae is a registered "
+        "SAE's name or a local folder in the Gemma Scope 2 layout. Without --wait the run is "
+        "queued for an analysis worker; with --wait it runs here and prints its summary."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("prompt_set")
+        parser.add_argument("--sae", required=True)
+        parser.add_argument("--top-k", type=int, default=32)
+        parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+        parser.add_argument("--generate", type=int, default=0, metavar="N")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--capture-limit", type=int)
+        parser.add_argument("--wait", action="store_true")
+
+    def _prompt_set(self, value: str) -> PromptSet:
+        found = (
+            PromptSet.objects.filter(pk=int(value)).first()
+            if value.isdigit()
+            else PromptSet.objects.filter(name=value).order_by("-created_at").first()
+        )
+        if found is None:
+            raise CommandError(f"No prompt set {value!r} (give its id or its name)")
+        return found
+
+    def _sae(self, value: str) -> SaeRecord:
+        record = SaeRecord.objects.filter(name=value).first()
+        if record is not None:
+            return record
+        folder = Path(value)
+        if folder.is_dir():
+            try:
+                return sae_register(folder.resolve())
+            except (ValueError, OSError) as exc:
+                raise CommandError(f"{value}: {exc}") from None
+        names = ", ".join(SaeRecord.objects.values_list("name", flat=True)) or "none registered"
+        raise CommandError(f"{value!r} is neither a registered SAE ({names}) nor a folder")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not 1 <= options["top_k"] <= 256:
+            raise CommandError("--top-k must be between 1 and 256")
+        run = run_start(
+            user=None,
+            prompt_set=self._prompt_set(options["prompt_set"]),
+            sae=self._sae(options["sae"]),
+            top_k=options["top_k"],
+            capture_limit=options["capture_limit"],
+            dtype=options["dtype"],
+            generate_tokens=options["generate"],
+            seed=options["seed"],
+            queue=not options["wait"],
+        )
+        if not options["wait"]:
+            self.stdout.write(f"Queued run {run.pk} (job {run.job_id}).")
+            return
+        run_execute(run.job_id)
+        run.refresh_from_db()
+        job = Job.objects.get(pk=run.job_id)
+        if job.state != JobState.SUCCEEDED:
+            raise CommandError(f"Run {run.pk} {job.state}: {job.error or job.progress_note}")
+        summary = {k: v for k, v in run.summary.items() if k != "top_features"}
+        self.stdout.write(f"Run {run.pk} finished on {run.device_kind}.")
+        self.stdout.write(json.dumps(summary, indent=2, default=str))

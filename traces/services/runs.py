@@ -1,0 +1,332 @@
+"""Analysis runs: starting one, and executing it chunk by chunk in an ``analysis`` worker.
+
+Each chunk's arrays are stored first; then its traces, its index rows and the run's counters are
+written in one transaction. A worker killed mid-chunk leaves at most an orphan chunk file, which
+the retried task overwrites, so a resumed run has every trace exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import platform
+import time
+import uuid
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Avg, Count, F, Max
+from django.utils import timezone
+
+from scopeweb.jobs.models import Job, JobKind, JobState
+from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
+from traces.bundle import BUNDLE_FORMAT, chunk_name, write_chunk, write_manifest
+from traces.models import AnalysisRun, Prompt, PromptSet, SaeRecord, Trace, TraceFeature
+from traces.services.saes import sae_folder
+
+log = logging.getLogger(__name__)
+INDEX_BATCH = 5000
+
+
+class RunCancelled(Exception):
+    pass
+
+
+def run_start(
+    *,
+    user: User | None,
+    prompt_set: PromptSet,
+    sae: SaeRecord,
+    top_k: int = 32,
+    capture_limit: int | None = None,
+    dtype: str = "float32",
+    generate_tokens: int = 0,
+    seed: int = 0,
+    chunk_prompts: int = 32,
+    queue: bool = True,
+) -> AnalysisRun:
+    """Create a run and its job, and queue it on the ``analysis`` queue once committed."""
+    with transaction.atomic():
+        job = Job.objects.create(
+            id=uuid.uuid4(),
+            kind=JobKind.ANALYSIS,
+            title=f"Analyse {prompt_set.name!r} with {sae.name}",
+            created_by=user,
+            params={},
+            progress_total=prompt_set.prompt_count,
+        )
+        run = AnalysisRun.objects.create(
+            prompt_set=prompt_set,
+            sae=sae,
+            profile=prompt_set.profile,
+            created_by=user,
+            job=job,
+            top_k=top_k,
+            capture_limit=capture_limit or prompt_set.profile.capture_limit,
+            dtype=dtype,
+            generate_tokens=generate_tokens,
+            seed=seed,
+            chunk_prompts=chunk_prompts,
+            chunks_total=math.ceil(prompt_set.prompt_count / chunk_prompts),
+        )
+        job.params = {"run_id": run.pk}
+        job.save(update_fields=["params"])
+        if queue:
+            transaction.on_commit(lambda: _queue(job.pk))
+    return run
+
+
+def _queue(job_id: uuid.UUID) -> None:
+    from traces.tasks import analysis_run_task
+
+    analysis_run_task.delay(str(job_id))
+
+
+def run_cancel(run: AnalysisRun) -> None:
+    AnalysisRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    Job.objects.filter(pk=run.job_id, state=JobState.QUEUED).update(
+        state=JobState.CANCELLED, progress_note="cancelled before it started",
+        finished_at=timezone.now(),
+    )  # fmt: skip
+
+
+def run_execute(job_id: uuid.UUID | str) -> AnalysisRun | None:
+    """Execute (or resume) the run behind a job. Called by the analysis task."""
+    from traces.engine import runtime
+    from traces.engine.analyze import analyze_chunk
+    from traces.engine.sae import SaeError
+
+    job = Job.objects.get(pk=job_id)
+    if job.finished:
+        return None
+    run = AnalysisRun.objects.select_related("sae", "prompt_set").get(job=job)
+    with job_running(job_id):
+        loaded = runtime.model_for(run.dtype)
+        try:
+            sae = runtime.sae_for(sae_folder(run.sae), loaded)
+        except SaeError as exc:
+            raise JobError(f"The SAE cannot be used: {exc}") from None
+        prompts = list(
+            Prompt.objects.filter(prompt_set=run.prompt_set)
+            .order_by("position")
+            .values_list("pk", "text")
+        )
+        run.device_kind = runtime.device_kind(loaded)
+        run.pins = {
+            "model_weights": loaded.weights_sha256,
+            "tokenizer": loaded.tokenizer_sha256,
+            "sae_params": sae.params_sha256,
+            "prompt_set": run.prompt_set.source_sha256,
+        }
+        run.chunks_total = math.ceil(len(prompts) / run.chunk_prompts)
+        run.save(update_fields=["device_kind", "pins", "chunks_total"])
+        for chunk in range(run.chunks_done, run.chunks_total):
+            if AnalysisRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+                _finish_cancelled(job_id, run)
+                return run
+            started = time.monotonic()
+            part = prompts[chunk * run.chunk_prompts : (chunk + 1) * run.chunk_prompts]
+            result = analyze_chunk(
+                loaded,
+                sae,
+                part,
+                top_k=run.top_k,
+                capture_limit=run.capture_limit,
+                generate_tokens=run.generate_tokens,
+                seed=run.seed,
+            )
+            write_chunk(run.artifact_prefix, chunk, result.arrays)
+            _commit_chunk(run, chunk, result, time.monotonic() - started)
+            run.refresh_from_db()
+            _report(job_id, run)
+        _finish(job_id, run)
+    return run
+
+
+@transaction.atomic
+def _commit_chunk(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> None:
+    locked = AnalysisRun.objects.select_for_update().get(pk=run.pk)
+    if locked.chunks_done != chunk:  # another attempt got here first
+        return
+    traces = Trace.objects.bulk_create(
+        [
+            Trace(
+                run=run,
+                prompt_id=item.key,
+                chunk=chunk,
+                row=item.row,
+                tokens=item.tokens,
+                prompt_tokens=item.prompt_tokens,
+                truncated=item.truncated,
+                completion=item.completion,
+                l0=item.l0,
+                fvu=item.fvu,
+                resid_norm=item.resid_norm,
+                arrays_sha256=item.sha256,
+            )
+            for item in result.traces
+        ]
+    )
+    by_prompt = {t.prompt_id: t for t in traces}
+    if any(t.pk is None for t in traces):  # backends without RETURNING on bulk insert
+        by_prompt = {t.prompt_id: t for t in Trace.objects.filter(run=run, chunk=chunk)}
+    TraceFeature.objects.bulk_create(
+        (
+            TraceFeature(
+                trace=by_prompt[item.key],
+                feature=feature,
+                max_activation=peak,
+                count=count,
+                first_position=first,
+            )
+            for item in result.traces
+            for feature, peak, count, first in item.features
+        ),
+        batch_size=INDEX_BATCH,
+    )
+    AnalysisRun.objects.filter(pk=run.pk).update(
+        chunks_done=F("chunks_done") + 1,
+        prompts_done=F("prompts_done") + len(result.traces),
+        tokens_done=F("tokens_done") + result.tokens,
+        compute_seconds=F("compute_seconds") + seconds,
+    )
+
+
+def _report(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+    rate = run.tokens_done / run.compute_seconds if run.compute_seconds else 0.0
+    remaining = run.prompt_set.prompt_count - run.prompts_done
+    per_prompt = run.compute_seconds / max(run.prompts_done, 1)
+    job_progress(
+        job_id,
+        done=run.prompts_done,
+        total=run.prompt_set.prompt_count,
+        note=f"{rate:,.0f} tokens/s, about {remaining * per_prompt:,.0f} s left",
+    )
+
+
+def _finish_cancelled(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+    Job.objects.filter(pk=job_id).update(
+        state=JobState.CANCELLED,
+        progress_note=f"cancelled after {run.prompts_done} prompts",
+        finished_at=timezone.now(),
+    )
+
+
+def run_summary(run: AnalysisRun) -> dict[str, Any]:
+    traces = Trace.objects.filter(run=run)
+    stats = traces.aggregate(l0=Avg("l0"), fvu=Avg("fvu"), resid_norm=Avg("resid_norm"))
+    top = (
+        TraceFeature.objects.filter(trace__run=run)
+        .values("feature")
+        .annotate(traces=Count("id"), peak=Max("max_activation"))
+        .order_by("-traces")[:20]
+    )
+    return {
+        "traces": traces.count(),
+        "tokens": run.tokens_done,
+        "mean_l0": stats["l0"],
+        "mean_fvu": stats["fvu"],
+        "mean_resid_norm": stats["resid_norm"],
+        "tokens_per_second": run.tokens_done / run.compute_seconds if run.compute_seconds else None,
+        "top_features": list(top),
+    }
+
+
+def run_manifest(run: AnalysisRun, files: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    import numpy
+    import safetensors
+    import torch
+    import transformers
+
+    traces = Trace.objects.filter(run=run).select_related("prompt").order_by("prompt__position")
+    chunks: dict[int, int] = {}
+    for trace in traces:
+        chunks[trace.chunk] = chunks.get(trace.chunk, 0) + trace.tokens
+    return {
+        "format": BUNDLE_FORMAT,
+        "run": run.pk,
+        "created_at": run.created_at.isoformat(),
+        "settings": {
+            "top_k": run.top_k,
+            "capture_limit": run.capture_limit,
+            "dtype": run.dtype,
+            "generate_tokens": run.generate_tokens,
+            "seed": run.seed,
+            "chunk_prompts": run.chunk_prompts,
+            "hook_point": run.sae.hook_point,
+            "sae": run.sae.name,
+            "retention_profile": run.profile.code,
+        },
+        "pins": run.pins,
+        "software": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "safetensors": safetensors.__version__,
+            "numpy": numpy.__version__,
+        },
+        "device": run.device_kind,
+        "arrays": {
+            "token_ids": ["int32", "[tokens]"],
+            "top_idx": ["int32", "[tokens, top_k] (-1: no active latent)"],
+            "top_val": ["float16", "[tokens, top_k]"],
+            "l0": ["int16", "[tokens]"],
+            "recon_err": ["float32", "[tokens] squared error of the reconstruction"],
+            "resid_norm": ["float32", "[tokens]"],
+            "is_completion": ["uint8", "[tokens]"],
+        },
+        "chunks": [
+            {
+                "index": index,
+                "file": chunk_name(run.artifact_prefix, index).rsplit("/", 1)[-1],
+                "sha256": files[index][0],
+                "bytes": files[index][1],
+                "tokens": tokens,
+            }
+            for index, tokens in sorted(chunks.items())
+        ],
+        "traces": [
+            {
+                "prompt_position": trace.prompt.position,
+                "prompt_id": trace.prompt.external_id or None,
+                "chunk": trace.chunk,
+                "row": trace.row,
+                "tokens": trace.tokens,
+                "prompt_tokens": trace.prompt_tokens,
+                "truncated": trace.truncated,
+                "sha256": trace.arrays_sha256,
+            }
+            for trace in traces
+        ],
+    }
+
+
+def _finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+    files = {index: stored_chunk(run, index) for index in range(run.chunks_total)}
+    manifest = run_manifest(run, files)
+    stored = sum(size for _, size in files.values())
+    summary = run_summary(run) | {
+        "bytes_stored": stored,
+        "bytes_per_token": stored / max(run.tokens_done, 1),
+    }
+    manifest_sha = write_manifest(run.artifact_prefix, manifest)
+    AnalysisRun.objects.filter(pk=run.pk).update(summary=summary, manifest_sha256=manifest_sha)
+    job_succeed(
+        job_id,
+        result={"run_id": run.pk, "traces": summary["traces"]},
+        note=f"{summary['traces']} traces, {run.tokens_done:,} tokens",
+    )
+
+
+def stored_chunk(run: AnalysisRun, index: int) -> tuple[str, int]:
+    """The sha256 and size of a stored chunk file."""
+    digest = hashlib.sha256()
+    size = 0
+    with default_storage.open(chunk_name(run.artifact_prefix, index), "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size

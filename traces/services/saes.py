@@ -1,0 +1,101 @@
+"""The SAE registry. Registering reads only the folder's config and files (no torch), so the
+web process and migrations can do it; measuring quality runs in a worker or a shell."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from traces.models import SaeRecord
+
+_FOLDER = re.compile(r"layer_(?P<layer>\d+)_width_(?P<width>\w+?)_l0_(?P<l0>\w+)$")
+_HOOK = re.compile(r"^model\.layers\.(?P<layer>\d+)\.")
+
+
+def shipped_sae_folders() -> list[Path]:
+    root = Path(settings.SHIPPED_SAE_DIR)
+    return sorted(path.parent for path in root.glob("*/*/*/params.safetensors"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_name(folder: Path) -> str:
+    return slugify(f"{folder.parent.parent.name}-{folder.parent.name}-{folder.name}")
+
+
+@transaction.atomic
+def sae_register(
+    folder: Path, *, name: str | None = None, shipped: bool = False, reference: str = ""
+) -> SaeRecord:
+    """Add or refresh a registry row from a local Gemma Scope 2 folder."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    hook = str(config.get("hf_hook_point_in", ""))
+    match = _HOOK.match(hook)
+    if match is None:
+        raise ValueError(f"{folder}: hook point {hook!r} is not model.layers.N.output")
+    training = folder / "training.json"
+    quality: dict[str, Any] = {}
+    quality_source = ""
+    if training.exists():
+        quality = json.loads(training.read_text(encoding="utf-8")).get("heldout_quality", {})
+        quality_source = "held-out corpus at training time (training.json)"
+    width = config.get("width")
+    if not width:
+        found = _FOLDER.search(folder.name)
+        width = found.group("width") if found else 0
+    record, _ = SaeRecord.objects.update_or_create(
+        name=name or default_name(folder),
+        defaults={
+            "reference": reference or str(folder),
+            "model_name": str(config.get("model_name", "")),
+            "site": folder.parent.name,
+            "layer": int(match.group("layer")),
+            "width": int(width) if str(width).isdigit() else 0,
+            "hook_point": hook,
+            "params_sha256": _sha256(folder / "params.safetensors"),
+            "shipped": shipped,
+            "quality": quality,
+            "quality_source": quality_source,
+            "quality_measured_at": timezone.now() if quality else None,
+        },
+    )
+    return record
+
+
+def sae_register_shipped() -> list[SaeRecord]:
+    base = Path(settings.BASE_DIR)
+    records = []
+    for folder in shipped_sae_folders():
+        reference = str(folder.relative_to(base)) if folder.is_relative_to(base) else str(folder)
+        records.append(sae_register(folder, shipped=True, reference=reference))
+    return records
+
+
+def sae_record_quality(record: SaeRecord, quality: dict[str, Any], source: str) -> SaeRecord:
+    record.quality = quality
+    record.quality_source = source
+    record.quality_measured_at = timezone.now()
+    record.save(update_fields=["quality", "quality_source", "quality_measured_at"])
+    return record
+
+
+def sae_folder(record: SaeRecord) -> str:
+    """What the engine's loader takes: an absolute folder, or the hub reference."""
+    path = Path(record.reference)
+    if not path.is_absolute() and (Path(settings.BASE_DIR) / path).is_dir():
+        return str(Path(settings.BASE_DIR) / path)
+    return record.reference

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from scopeweb.accounts.access import access
+from traces import selectors
+from traces.forms import RunStartForm
+from traces.models import AnalysisRun
+from traces.services.runs import run_cancel, run_start
+
+
+@access("start_analysis")
+@require_POST
+def run_start_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
+    prompt_set = get_object_or_404(selectors.prompt_set_list(), pk=prompt_set_id)
+    form = RunStartForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+        return redirect("prompt_set_detail", prompt_set_id=prompt_set.pk)
+    run = run_start(
+        user=request.user,  # type: ignore[arg-type]
+        prompt_set=prompt_set,
+        sae=form.cleaned_data["sae"],
+        top_k=form.cleaned_data["top_k"],
+        capture_limit=form.cleaned_data["capture_limit"],
+        dtype=form.cleaned_data["dtype"],
+        generate_tokens=form.cleaned_data["generate_tokens"],
+        seed=form.cleaned_data["seed"],
+    )
+    return redirect("run_detail", run_id=run.pk)
+
+
+@access("browse_traces")
+def run_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.run_list(), 50).get_page(request.GET.get("page"))
+    return render(request, "traces/run_list.html", {"page": page})
+
+
+@access("browse_traces")
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(selectors.run_list(), pk=run_id)
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "traces/_run_progress.html", {"run": run, "job": run.job})
+    traces = run.traces.select_related("prompt").order_by("prompt__position")[:100]
+    return render(request, "traces/run_detail.html", {"run": run, "job": run.job, "traces": traces})
+
+
+@access("start_analysis")
+@require_POST
+def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AnalysisRun, pk=run_id)
+    if run.job.finished:
+        messages.error(request, "The run has already finished; there is nothing to cancel.")
+    else:
+        run_cancel(run)
+        messages.success(request, "Cancelling: the run stops after its current chunk.")
+    return redirect("run_detail", run_id=run.pk)
