@@ -1,37 +1,31 @@
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from scopeweb.jobs.tasks import JobTask
 
+# Job tasks retry on database hiccups and are acknowledged only when done, so a worker that dies
+# mid-task leaves the message for another worker.
+_JOB_TASK: dict[str, Any] = {
+    "base": JobTask,
+    "bind": True,
+    "acks_late": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": True,
+}
 
-@shared_task(
-    base=JobTask,
-    bind=True,
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=30 * 60,
-    time_limit=35 * 60,
-)
+
+@shared_task(**_JOB_TASK, max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
 def prompt_set_import_task(self: JobTask, job_id: str) -> None:
     from traces.services.prompt_sets import prompt_set_import
 
     prompt_set_import(job_id)
 
 
-@shared_task(
-    base=JobTask,
-    bind=True,
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
-    soft_time_limit=6 * 3600,
-    time_limit=6 * 3600 + 300,
-)
+@shared_task(**_JOB_TASK, max_retries=5, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
 def analysis_run_task(self: JobTask, job_id: str) -> None:
     from traces.services.runs import run_execute
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,3 +17,24 @@ def jsonl(prompts: list[str]) -> bytes:
 @pytest.fixture
 def uploads_dir(settings: pytest.FixtureRequest) -> Path:
     return Path(settings.MEDIA_ROOT) / "uploads"  # type: ignore[attr-defined]
+
+
+def import_prompt_set(user: Any, prompts: list[str], profile: str = "US", name: str = "set") -> Any:
+    """Import prompts through the real service, in this process."""
+    from scopeweb.retention.models import RetentionProfile
+    from traces.services.prompt_sets import prompt_set_import, prompt_set_upload
+
+    data = jsonl(prompts)
+    job = prompt_set_upload(
+        user=user,
+        name=name,
+        description="",
+        profile=RetentionProfile.objects.get(code=profile),
+        file=io.BytesIO(data),
+        filename="prompts.jsonl",
+        size=len(data),
+        queue=False,
+    )
+    prompt_set = prompt_set_import(job.pk)
+    assert prompt_set is not None
+    return prompt_set

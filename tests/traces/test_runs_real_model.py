@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -14,12 +13,11 @@ from django.core.files.storage import default_storage
 from safetensors.numpy import load
 
 from scopeweb.jobs.models import Job, JobState
-from scopeweb.retention.models import RetentionProfile
+from tests.traces.conftest import import_prompt_set
 from traces.bundle import SCHEMA_PATH
 from traces.engine import analyze
 from traces.engine.analyze import trace_hash
 from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace, TraceFeature
-from traces.services.prompt_sets import prompt_set_import, prompt_set_upload
 from traces.services.runs import run_execute, run_start
 from traces.services.saes import sae_register_shipped, shipped_sae_folders
 
@@ -38,20 +36,7 @@ PROMPTS = [
 
 @pytest.fixture
 def prompt_set(reviewer: User) -> PromptSet:
-    data = "".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS).encode()
-    job = prompt_set_upload(
-        user=reviewer,
-        name="run test",
-        description="",
-        profile=RetentionProfile.objects.get(code="US"),
-        file=io.BytesIO(data),
-        filename="p.jsonl",
-        size=len(data),
-        queue=False,
-    )
-    result = prompt_set_import(job.pk)
-    assert result is not None
-    return result
+    return import_prompt_set(reviewer, PROMPTS, name="run test")
 
 
 @pytest.fixture
@@ -135,3 +120,12 @@ def test_generation_marks_completion_tokens(prompt_set: PromptSet, sae: SaeRecor
     flags = arrays["is_completion"][trace.row : trace.row + trace.tokens]
     assert int(flags.sum()) == trace.tokens - trace.prompt_tokens == 4
     assert np.all(flags[: trace.prompt_tokens] == 0)
+
+
+def test_a_cancelled_run_stops_before_its_next_chunk(prompt_set: PromptSet, sae: SaeRecord) -> None:
+    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False, chunk_prompts=2)
+    AnalysisRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    run_execute(run.job_id)
+    job = Job.objects.get(pk=run.job_id)
+    assert job.state == JobState.CANCELLED and "cancelled after 0 prompts" in job.progress_note
+    assert not Trace.objects.filter(run=run).exists()

@@ -41,8 +41,9 @@ def _next_token_ce(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 
 @torch.inference_mode()
 def sae_quality(
-    loaded: LoadedModel, sae: LoadedSae, sequences: Sequence[Sequence[int]], max_tokens: int = 4096
+    loaded: LoadedModel, sae: LoadedSae, sequences: Sequence[Sequence[int]], max_tokens: int = 1024
 ) -> SaeQuality:
+    # Small batches: each holds [tokens, 262,144] logits twice (clean and spliced).
     model, module = loaded.model, sae.config.module_path
     enc = sae.sae
     fired = torch.zeros(enc.d_sae, dtype=torch.bool, device=loaded.device)

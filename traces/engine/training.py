@@ -75,6 +75,17 @@ def collect_activations(
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Residual activations after ``layer`` for every non-BOS token: ``[tokens, d_model]``."""
+    # Take sequences in their (shuffled) order until the budget is met, then batch those by
+    # length: batching all of them by length first would keep only the shortest documents, and
+    # leave out the late positions where Gemma's massive activations occur.
+    chosen: list[Sequence[int]] = []
+    budget = 0
+    for seq in sequences:
+        if budget >= max_tokens:
+            break
+        chosen.append(seq)
+        budget += len(seq) - 1
+    sequences = chosen
     out = torch.empty((max_tokens, loaded.d_model), dtype=torch.float32)
     filled = 0
     for group in batches_by_length([len(s) for s in sequences], max_tokens=8192):
@@ -171,7 +182,7 @@ def train(
             optimiser.step()
             sae.normalise_decoder()
             if epoch == settings.epochs - 1:
-                kept = f[f > 0]
+                kept = f.detach()[f.detach() > 0]
                 if kept.numel():
                     thresholds.append(float(kept.min()))
             mse = float(error.detach().pow(2).sum(1).mean() / x.pow(2).sum(1).mean())

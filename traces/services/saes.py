@@ -3,7 +3,6 @@ web process and migrations can do it; measuring quality runs in a worker or a sh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from traces.engine.model_files import sha256_file
 from traces.models import SaeRecord
 
 _FOLDER = re.compile(r"layer_(?P<layer>\d+)_width_(?P<width>\w+?)_l0_(?P<l0>\w+)$")
@@ -23,14 +23,6 @@ _HOOK = re.compile(r"^model\.layers\.(?P<layer>\d+)\.")
 def shipped_sae_folders() -> list[Path]:
     root = Path(settings.SHIPPED_SAE_DIR)
     return sorted(path.parent for path in root.glob("*/*/*/params.safetensors"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_name(folder: Path) -> str:
@@ -66,7 +58,7 @@ def sae_register(
             "layer": int(match.group("layer")),
             "width": int(width) if str(width).isdigit() else 0,
             "hook_point": hook,
-            "params_sha256": _sha256(folder / "params.safetensors"),
+            "params_sha256": sha256_file(folder / "params.safetensors"),
             "shipped": shipped,
             "quality": quality,
             "quality_source": quality_source,
