@@ -90,7 +90,7 @@ class Command(BaseCommand):
         result = train(acts, spec, progress=lambda line: self.stdout.write(line))
         out: Path = options["out"]
         record: dict[str, Any] = {
-            "command": " ".join(["manage.py", *sys.argv[2:]]),
+            "command": " ".join(["manage.py", "train_sae", *sys.argv[2:]]),
             "corpus": corpus.manifest(sources)
             | {
                 "documents": len(docs),
