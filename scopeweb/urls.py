@@ -70,6 +70,7 @@ urlpatterns = [
     path("runs/", runs.run_list, name="run_list"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel/", runs.run_cancel_view, name="run_cancel"),
+    path("runs/<int:run_id>/reproduce/", runs.run_reproduce_view, name="run_reproduce"),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<uuid:job_id>/", jobs.job_detail, name="job_detail"),
     # API

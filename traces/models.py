@@ -119,6 +119,14 @@ class AnalysisRun(models.Model):
     pins = models.JSONField(default=dict, help_text="sha256 of model, tokenizer, SAE, prompts")
     summary = models.JSONField(default=dict)
     manifest_sha256 = models.CharField(max_length=64, blank=True)
+    reproduces = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reproductions",
+        help_text="The run whose spec this one reran to check its hashes.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -10,7 +10,12 @@ from scopeweb.accounts.access import access
 from traces import selectors
 from traces.forms import RunStartForm
 from traces.models import AnalysisRun
-from traces.services.runs import run_cancel, run_start
+from traces.services.runs import (
+    run_cancel,
+    run_reproduce,
+    run_reproduction_check,
+    run_start,
+)
 
 
 @access("start_analysis")
@@ -47,7 +52,13 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "traces/_run_progress.html", {"run": run, "job": run.job})
     traces = run.traces.select_related("prompt").order_by("prompt__position")[:100]
-    return render(request, "traces/run_detail.html", {"run": run, "job": run.job, "traces": traces})
+    context = {
+        "run": run,
+        "job": run.job,
+        "traces": traces,
+        "reproduction": run_reproduction_check(run) if run.job.finished else None,
+    }
+    return render(request, "traces/run_detail.html", context)
 
 
 @access("start_analysis")
@@ -60,3 +71,14 @@ def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
         run_cancel(run)
         messages.success(request, "Cancelling: the run stops after its current chunk.")
     return redirect("run_detail", run_id=run.pk)
+
+
+@access("start_analysis")
+@require_POST
+def run_reproduce_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AnalysisRun, pk=run_id)
+    if run.job.state != "succeeded":
+        messages.error(request, "Only a finished run can be reproduced.")
+        return redirect("run_detail", run_id=run.pk)
+    rerun = run_reproduce(run, user=request.user)  # type: ignore[arg-type]
+    return redirect("run_detail", run_id=rerun.pk)

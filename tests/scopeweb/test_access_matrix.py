@@ -54,6 +54,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "run_list": REVIEWER_PAGE,
     "run_detail": REVIEWER_PAGE,
     "run_cancel": _row(302, 405, 403, 405, 403),
+    "run_reproduce": _row(302, 405, 403, 405, 403),
     "job_list": REVIEWER_PAGE,
     "job_detail": REVIEWER_PAGE,
     "api_schema": SIGNED_IN_API,

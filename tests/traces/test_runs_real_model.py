@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -10,9 +11,12 @@ import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
+from django.core.management import CommandError, call_command
+from django.urls import reverse
 from safetensors.numpy import load
 
 from scopeweb.jobs.models import Job, JobState
+from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set
 from traces.bundle import SCHEMA_PATH
 from traces.engine import analyze
@@ -129,3 +133,39 @@ def test_a_cancelled_run_stops_before_its_next_chunk(prompt_set: PromptSet, sae:
     job = Job.objects.get(pk=run.job_id)
     assert job.state == JobState.CANCELLED and "cancelled after 0 prompts" in job.progress_note
     assert not Trace.objects.filter(run=run).exists()
+
+
+def test_reproduce_reports_identical_hashes_and_export_writes_a_readable_bundle(
+    prompt_set: PromptSet, sae: SaeRecord, tmp_path: Path, reviewer: User
+) -> None:
+    run = _run(prompt_set, sae, chunk_prompts=3)
+    out = io.StringIO()
+    call_command("reproduce", str(run.pk), stdout=out)
+    assert f"{len(PROMPTS)} of {len(PROMPTS)} traces have identical hashes" in out.getvalue()
+    rerun = AnalysisRun.objects.get(reproduces=run)
+    page = client_for(reviewer).get(reverse("run_detail", args=[rerun.pk])).content.decode()
+    assert f"All {len(PROMPTS)} traces have the same sha256 as the original" in page
+    call_command("export_bundle", str(run.pk), out=str(tmp_path / "bundle"), stdout=io.StringIO())
+    files = sorted(p.name for p in (tmp_path / "bundle").iterdir())
+    assert files == [
+        "chunk-00000.safetensors",
+        "chunk-00001.safetensors",
+        "manifest.json",
+        "manifest.schema.json",
+    ]
+    # Opens with safetensors alone, and the manifest points at each trace's rows.
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    entry = manifest["traces"][4]
+    arrays = load((tmp_path / "bundle" / f"chunk-{entry['chunk']:05d}.safetensors").read_bytes())
+    rows = slice(entry["row"], entry["row"] + entry["tokens"])
+    assert arrays["top_idx"][rows].shape == (entry["tokens"], 32)
+    assert trace_hash(arrays, rows.start, rows.stop) == entry["sha256"]
+    with pytest.raises(CommandError, match="exists and is not empty"):
+        call_command("export_bundle", str(run.pk), out=str(tmp_path / "bundle"))
+
+
+def test_a_reproduction_that_differs_fails(prompt_set: PromptSet, sae: SaeRecord) -> None:
+    run = _run(prompt_set, sae)
+    Trace.objects.filter(run=run).order_by("pk").update(arrays_sha256="f" * 64)
+    with pytest.raises(CommandError, match=f"{len(PROMPTS)} traces differ"):
+        call_command("reproduce", str(run.pk), stdout=io.StringIO())

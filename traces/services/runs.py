@@ -46,6 +46,7 @@ def run_start(
     generate_tokens: int = 0,
     seed: int = 0,
     chunk_prompts: int = 32,
+    reproduces: AnalysisRun | None = None,
     queue: bool = True,
 ) -> AnalysisRun:
     """Create a run and its job, and queue it on the ``analysis`` queue once committed."""
@@ -71,6 +72,7 @@ def run_start(
             seed=seed,
             chunk_prompts=chunk_prompts,
             chunks_total=math.ceil(prompt_set.prompt_count / chunk_prompts),
+            reproduces=reproduces,
         )
         job.params = {"run_id": run.pk}
         job.save(update_fields=["params"])
@@ -83,6 +85,41 @@ def _queue(job_id: uuid.UUID) -> None:
     from traces.tasks import analysis_run_task
 
     analysis_run_task.delay(str(job_id))
+
+
+def run_reproduce(run: AnalysisRun, *, user: User | None, queue: bool = True) -> AnalysisRun:
+    """Rerun a run's exact spec as a new run; compare them with ``run_reproduction_check``."""
+    return run_start(
+        user=user,
+        prompt_set=run.prompt_set,
+        sae=run.sae,
+        top_k=run.top_k,
+        capture_limit=run.capture_limit,
+        dtype=run.dtype,
+        generate_tokens=run.generate_tokens,
+        seed=run.seed,
+        chunk_prompts=run.chunk_prompts,
+        reproduces=run,
+        queue=queue,
+    )
+
+
+def run_reproduction_check(run: AnalysisRun) -> dict[str, Any] | None:
+    """For a finished reproduction: how many traces have the original's hashes."""
+    original = run.reproduces
+    if original is None:
+        return None
+    mine = dict(Trace.objects.filter(run=run).values_list("prompt_id", "arrays_sha256"))
+    theirs = dict(Trace.objects.filter(run=original).values_list("prompt_id", "arrays_sha256"))
+    differing = sorted(p for p in theirs if mine.get(p) != theirs[p])
+    return {
+        "original": original.pk,
+        "traces": len(theirs),
+        "identical": len(theirs) - len(differing),
+        "differing_prompt_ids": differing[:50],
+        "same_device": run.device_kind == original.device_kind,
+        "same_pins": run.pins == original.pins,
+    }
 
 
 def run_cancel(run: AnalysisRun) -> None:
