@@ -98,17 +98,7 @@ def _database_env() -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def celery_worker_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker in its own process, on the configured broker and the test database.
-
-    Tests using it mark themselves ``django_db(transaction=True, serialized_rollback=True)``: the
-    worker must see committed rows, and the seeded roles and profiles must survive the flush.
-    """
-    from scopeweb.celery import app
-
-    app.control.purge()  # messages a previous, interrupted run may have left
-    log_path = tmp_path / "worker.log"
+def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **_database_env()}
     command = [
         sys.executable, "-m", "celery", "-A", "scopeweb", "worker",
@@ -123,12 +113,40 @@ def celery_worker_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
             worker.kill()
             raise RuntimeError(f"worker did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
-    yield worker
+    return worker
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is not None:
+        return
     worker.send_signal(signal.SIGTERM)
     try:
         worker.wait(timeout=20)
     except subprocess.TimeoutExpired:
         worker.kill()
+
+
+@pytest.fixture
+def celery_worker_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker in its own process, on the configured broker and the test database.
+
+    Tests using it mark themselves ``django_db(transaction=True, serialized_rollback=True)``: the
+    worker must see committed rows, and the seeded roles and profiles must survive the flush.
+    """
+    from scopeweb.celery import app
+
+    app.control.purge()  # messages a previous, interrupted run may have left
+    worker = _start_worker(tmp_path / "worker.log")
+    yield worker
+    _stop_worker(worker)
+
+
+@pytest.fixture
+def second_worker_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Another worker, for tests that kill the first one."""
+    worker = _start_worker(tmp_path / "worker2.log")
+    yield worker
+    _stop_worker(worker)
 
 
 def wait_for_job(job_id: str, timeout: float = 180) -> Any:

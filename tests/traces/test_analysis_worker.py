@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import time
 
 import pytest
 from django.contrib.auth.models import User
@@ -45,3 +47,60 @@ def test_worker_runs_an_analysis_started_through_the_api(
     assert TraceFeature.objects.filter(trace__run_id=run_id).exists()
     page = client.get(reverse("run_detail", args=[run_id])).content.decode()
     assert "Succeeded" in page and "Features in the most traces" in page
+
+
+def test_a_killed_worker_resumes_from_its_last_chunk_on_retry(
+    celery_worker_process: subprocess.Popen[bytes],
+    reviewer: User,
+    request: pytest.FixtureRequest,
+) -> None:
+    from traces.models import AnalysisRun
+    from traces.services.runs import run_execute, run_start
+    from traces.tasks import analysis_run_task
+
+    words = [
+        "the",
+        "audit",
+        "of",
+        "the",
+        "model",
+        "found",
+        "features",
+        "for",
+        "rivers",
+        "banks",
+        "and",
+        "keys",
+    ]
+    prompts = [" ".join(words[(i + j) % len(words)] for j in range(250)) for i in range(12)]
+    prompt_set = import_prompt_set(reviewer, prompts, name="kill test")
+    sae = sae_register_shipped()[0]
+    run = run_start(user=reviewer, prompt_set=prompt_set, sae=sae, chunk_prompts=1)
+    deadline = time.monotonic() + 240
+    while AnalysisRun.objects.get(pk=run.pk).chunks_done < 1:
+        assert time.monotonic() < deadline, "the worker never finished a chunk"
+        time.sleep(0.05)
+    celery_worker_process.send_signal(signal.SIGKILL)  # mid-run, with no warning
+    celery_worker_process.wait(timeout=30)
+    run.refresh_from_db()
+    assert run.chunks_done < run.chunks_total, "the run finished before the worker was killed"
+    done_before = run.chunks_done
+
+    # The broker hands the unacknowledged task to the next worker; here we queue it again.
+    analysis_run_task.delay(str(run.job_id))
+    request.getfixturevalue("second_worker_process")
+    job = wait_for_job(run.job_id, timeout=300)
+    assert job.state == "succeeded", job.error
+    assert job.attempts == 2
+    run.refresh_from_db()
+    assert run.chunks_done == 12 and done_before >= 1
+    stored = list(Trace.objects.filter(run=run).values_list("prompt_id", flat=True))
+    assert sorted(stored) == sorted(set(stored)) and len(stored) == 12
+
+    reference = run_start(user=None, prompt_set=prompt_set, sae=sae, chunk_prompts=1, queue=False)
+    run_execute(reference.job_id)
+    hashes = [
+        list(Trace.objects.filter(run=r).order_by("prompt__position").values_list("arrays_sha256"))
+        for r in (run, reference)
+    ]
+    assert hashes[0] == hashes[1]
