@@ -149,7 +149,7 @@ def second_worker_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     _stop_worker(worker)
 
 
-def wait_for_job(job_id: str, timeout: float = 180) -> Any:
+def wait_for_job(job_id: uuid.UUID | str, timeout: float = 180) -> Any:
     from scopeweb.jobs.models import Job
 
     deadline = time.monotonic() + timeout
