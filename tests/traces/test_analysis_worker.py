@@ -59,7 +59,9 @@ def test_a_killed_worker_resumes_from_its_last_chunk_on_retry(
     from traces.tasks import analysis_run_task
 
     words = ["the", "audit", "found", "features", "for", "rivers", "banks", "and", "keys"]
-    prompts = [" ".join(words[(i + j) % len(words)] for j in range(250)) for i in range(12)]
+    prompts = [
+        f"{i}: " + " ".join(words[(i + j) % len(words)] for j in range(250)) for i in range(12)
+    ]
     prompt_set = import_prompt_set(reviewer, prompts, name="kill test")
     sae = sae_register_shipped()[0]
     run = run_start(user=reviewer, prompt_set=prompt_set, sae=sae, chunk_prompts=1)
