@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
 
 SCHEMA_PATH = Path(__file__).with_name("bundle.schema.json")
@@ -24,8 +23,8 @@ def chunk_name(prefix: str, chunk: int) -> str:
     return f"{prefix}/chunk-{chunk:05d}.safetensors"
 
 
-def write_chunk(prefix: str, chunk: int, arrays: dict[str, np.ndarray]) -> tuple[str, str, int]:
-    """Store one chunk (replacing what an interrupted attempt left); returns name, sha256, size."""
+def write_chunk(prefix: str, chunk: int, arrays: dict[str, np.ndarray]) -> str:
+    """Store one chunk (replacing what an interrupted attempt left); returns its name."""
     data = save_arrays({k: np.ascontiguousarray(v) for k, v in arrays.items()})
     name = chunk_name(prefix, chunk)
     if default_storage.exists(name):
@@ -33,12 +32,7 @@ def write_chunk(prefix: str, chunk: int, arrays: dict[str, np.ndarray]) -> tuple
     saved = default_storage.save(name, ContentFile(data))
     if saved != name:  # a storage that renamed instead of replacing would break the manifest
         raise RuntimeError(f"storage saved {name} as {saved}")
-    return name, hashlib.sha256(data).hexdigest(), len(data)
-
-
-def read_chunk(name: str) -> dict[str, np.ndarray]:
-    with default_storage.open(name, "rb") as handle:
-        return load_arrays(handle.read())
+    return name
 
 
 def write_manifest(prefix: str, manifest: dict[str, Any]) -> str:

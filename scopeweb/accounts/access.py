@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # importing DRF's views here would be circular: DRF loads thi
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
-from scopeweb.accounts.roles import CAPABILITIES, Role, roles_with
+from scopeweb.accounts.roles import CAPABILITIES, roles_with
 
 PUBLIC = "public"
 SIGNED_IN = "signed_in"
@@ -70,11 +70,6 @@ def describe(rule: str) -> str:
         return "Any signed-in user."
     roles = ", ".join(sorted(role.value for role in roles_with(rule)))
     return f"{CAPABILITIES[rule][0]}: {roles}."
-
-
-def roles_for(rule: str) -> frozenset[Role] | None:
-    """The roles that reach a rule; None for rules that do not depend on a role."""
-    return None if rule in (PUBLIC, SIGNED_IN) else roles_with(rule)
 
 
 def rule_of(callback: Any) -> str | None:

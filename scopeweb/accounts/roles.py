@@ -41,7 +41,3 @@ CAPABILITIES: dict[str, tuple[str, frozenset[Role]]] = {
 
 def roles_with(capability: str) -> frozenset[Role]:
     return CAPABILITIES[capability][1]
-
-
-def capabilities_of(role: Role) -> list[str]:
-    return [name for name, (_, roles) in CAPABILITIES.items() if role in roles]

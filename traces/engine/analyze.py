@@ -92,11 +92,7 @@ def analyze_chunk(
         truncated.append(len(ids) > capture_limit)
         ids = ids[:capture_limit]
         prompt_lengths.append(len(ids))
-        extra = (
-            _generate(loaded, ids, generate_tokens, seed + key, capture_limit)
-            if (generate_tokens)
-            else []
-        )
+        extra = _generate(loaded, ids, generate_tokens, seed + key, capture_limit)
         completions.append(loaded.tokenizer.decode(extra) if extra else "")
         sequences.append(ids + extra)
 

