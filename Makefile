@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: run test lint setup setup-dev clean
+.PHONY: run test lint setup setup-dev clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ lint: setup-dev
 
 clean:
 	rm -rf $(VENV) var/test* .pytest_cache .mypy_cache .ruff_cache
+
+## make bench: the engine benchmark (tokens/s against a naive pipeline, MFU, agreement, bytes/token)
+bench: setup
+	$(PY) bench/engine.py $(BENCH_ARGS)

@@ -8,19 +8,18 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.urls import reverse
-from safetensors.numpy import load
 
 from scopeweb.jobs.models import Job, JobState
 from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set
-from traces.bundle import SCHEMA_PATH
+from traces.bundle import CHUNK_PARTS, SCHEMA_PATH, decode_rows, read_chunk_files, trace_hash
 from traces.engine import analyze
-from traces.engine.analyze import trace_hash
 from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace, TraceFeature
 from traces.services.runs import run_execute, run_start
 from traces.services.saes import sae_register_shipped, shipped_sae_folders
@@ -61,7 +60,7 @@ def test_a_run_stores_indexes_and_pins_its_traces(prompt_set: PromptSet, sae: Sa
     traces = list(Trace.objects.filter(run=run).order_by("prompt__position"))
     assert len(traces) == len(PROMPTS) and run.chunks_done == 3
     assert all(10 <= t.l0 <= 200 for t in traces)
-    arrays = load(default_storage.open(f"runs/{run.pk}/chunk-00000.safetensors").read())
+    arrays = decode_rows(read_chunk_files(run.artifact_prefix, 0), top_k=32)
     first = traces[0]
     assert arrays["token_ids"][first.row] == 2  # BOS kept in the arrays
     assert trace_hash(arrays, first.row, first.row + first.tokens) == first.arrays_sha256
@@ -120,7 +119,7 @@ def test_generation_marks_completion_tokens(prompt_set: PromptSet, sae: SaeRecor
     run = _run(prompt_set, sae, generate_tokens=4, seed=7)
     trace = Trace.objects.filter(run=run).order_by("prompt__position").first()
     assert trace is not None and trace.completion
-    arrays = load(default_storage.open(f"runs/{run.pk}/chunk-00000.safetensors").read())
+    arrays = decode_rows(read_chunk_files(run.artifact_prefix, 0), top_k=32)
     flags = arrays["is_completion"][trace.row : trace.row + trace.tokens]
     assert int(flags.sum()) == trace.tokens - trace.prompt_tokens == 4
     assert np.all(flags[: trace.prompt_tokens] == 0)
@@ -148,17 +147,25 @@ def test_reproduce_reports_identical_hashes_and_export_writes_a_readable_bundle(
     call_command("export_bundle", str(run.pk), out=str(tmp_path / "bundle"), stdout=io.StringIO())
     files = sorted(p.name for p in (tmp_path / "bundle").iterdir())
     assert files == [
-        "chunk-00000.safetensors",
-        "chunk-00001.safetensors",
+        "chunk-00000.features.parquet",
+        "chunk-00000.tokens.parquet",
+        "chunk-00001.features.parquet",
+        "chunk-00001.tokens.parquet",
         "manifest.json",
         "manifest.schema.json",
     ]
-    # Opens with safetensors alone, and the manifest points at each trace's rows.
+    # Opens with pyarrow alone, and the manifest points at each trace's rows.
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     entry = manifest["traces"][4]
-    arrays = load((tmp_path / "bundle" / f"chunk-{entry['chunk']:05d}.safetensors").read_bytes())
-    rows = slice(entry["row"], entry["row"] + entry["tokens"])
-    assert arrays["top_idx"][rows].shape == (entry["tokens"], 32)
+    chunk = tmp_path / "bundle" / f"chunk-{entry['chunk']:05d}"
+    tokens = pq.read_table(f"{chunk}.tokens.parquet").to_pandas()
+    kept = pq.read_table(f"{chunk}.features.parquet").to_pandas()
+    rows = range(entry["row"], entry["row"] + entry["tokens"])
+    assert tokens["token_id"][rows.start] == 2  # BOS
+    mine = kept[(kept["row"] >= rows.start) & (kept["row"] < rows.stop)]
+    assert mine.groupby("row").size().max() == 32 and set(mine["row"]) == set(rows)
+    files_read = {p: (chunk.parent / f"{chunk.name}.{p}.parquet").read_bytes() for p in CHUNK_PARTS}
+    arrays = decode_rows(files_read, top_k=32)
     assert trace_hash(arrays, rows.start, rows.stop) == entry["sha256"]
     with pytest.raises(CommandError, match="exists and is not empty"):
         call_command("export_bundle", str(run.pk), out=str(tmp_path / "bundle"))

@@ -8,17 +8,15 @@ out of every per-trace figure and of the feature index (its activations are outl
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from traces.bundle import canonicalize, trace_hash
 from traces.engine.capture import batches_by_length, capture_residual, make_batch
 from traces.engine.model import LoadedModel
 from traces.engine.sae import LoadedSae
-
-ARRAY_NAMES = ("token_ids", "top_idx", "top_val", "l0", "recon_err", "resid_norm", "is_completion")
 
 
 @dataclass
@@ -60,14 +58,6 @@ def _generate(
             pad_token_id=0,
         )
     return [int(t) for t in out[0, len(ids) :].tolist()]
-
-
-def trace_hash(arrays: dict[str, np.ndarray], start: int, stop: int) -> str:
-    digest = hashlib.sha256()
-    for name in ARRAY_NAMES:
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(arrays[name][start:stop]).tobytes())
-    return digest.hexdigest()
 
 
 @torch.inference_mode()
@@ -139,6 +129,8 @@ def analyze_chunk(
                 else float(body.pow(2).sum())
             )
 
+    # Stored values are rounded (see traces.bundle); hash and index what is stored.
+    canonicalize(arrays)
     traces = []
     for index, (key, _) in enumerate(prompts):
         start, stop = int(rows[index]), int(rows[index + 1])

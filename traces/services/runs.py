@@ -23,7 +23,14 @@ from django.utils import timezone
 
 from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
-from traces.bundle import BUNDLE_FORMAT, chunk_name, write_chunk, write_manifest
+from traces.bundle import (
+    BUNDLE_FORMAT,
+    CHUNK_PARTS,
+    VALUE_MANTISSA_BITS,
+    chunk_name,
+    write_chunk,
+    write_manifest,
+)
 from traces.models import AnalysisRun, Prompt, PromptSet, SaeRecord, Trace, TraceFeature
 from traces.services.saes import sae_folder
 
@@ -267,9 +274,12 @@ def run_summary(run: AnalysisRun) -> dict[str, Any]:
     }
 
 
-def run_manifest(run: AnalysisRun, files: dict[int, tuple[str, int]]) -> dict[str, Any]:
+ChunkFiles = dict[int, dict[str, tuple[str, int]]]  # chunk -> part -> (sha256, bytes)
+
+
+def run_manifest(run: AnalysisRun, files: ChunkFiles) -> dict[str, Any]:
     import numpy
-    import safetensors
+    import pyarrow
     import torch
     import transformers
 
@@ -297,26 +307,37 @@ def run_manifest(run: AnalysisRun, files: dict[int, tuple[str, int]]) -> dict[st
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
-            "safetensors": safetensors.__version__,
+            "pyarrow": pyarrow.__version__,
             "numpy": numpy.__version__,
         },
         "device": run.device_kind,
-        "arrays": {
-            "token_ids": ["int32", "[tokens]"],
-            "top_idx": ["int32", "[tokens, top_k] (-1: no active latent)"],
-            "top_val": ["float16", "[tokens, top_k]"],
-            "l0": ["int16", "[tokens]"],
-            "recon_err": ["float32", "[tokens] squared error of the reconstruction"],
-            "resid_norm": ["float32", "[tokens]"],
-            "is_completion": ["uint8", "[tokens]"],
+        "files": {
+            "tokens": {
+                "token_id": "int32, the Gemma token id (the first row of a trace is BOS)",
+                "l0": "int16, active latents at this token",
+                "recon_err": "float32, squared error of the SAE reconstruction",
+                "resid_norm": "float32, L2 norm of the residual at the hook",
+                "is_completion": "uint8, 1 for generated tokens",
+            },
+            "features": {
+                "feature": "int32, latent index (rows sorted by feature, then row)",
+                "row": "int32, the token's row in the chunk's tokens file",
+                "value": f"float16 activation, rounded to {VALUE_MANTISSA_BITS} mantissa bits; "
+                f"each token keeps its top {run.top_k} active latents",
+            },
         },
         "chunks": [
             {
                 "index": index,
-                "file": chunk_name(run.artifact_prefix, index).rsplit("/", 1)[-1],
-                "sha256": files[index][0],
-                "bytes": files[index][1],
                 "tokens": tokens,
+                "files": {
+                    part: {
+                        "file": chunk_name(run.artifact_prefix, index, part).rsplit("/", 1)[-1],
+                        "sha256": files[index][part][0],
+                        "bytes": files[index][part][1],
+                    }
+                    for part in CHUNK_PARTS
+                },
             }
             for index, tokens in sorted(chunks.items())
         ],
@@ -338,9 +359,14 @@ def run_manifest(run: AnalysisRun, files: dict[int, tuple[str, int]]) -> dict[st
 
 def _finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
     # Hash what storage holds now, not what was sent: chunks may come from earlier attempts.
-    files = {index: stored_chunk(run, index) for index in range(run.chunks_total)}
+    files = {
+        index: {
+            part: stored_file(chunk_name(run.artifact_prefix, index, part)) for part in CHUNK_PARTS
+        }
+        for index in range(run.chunks_total)
+    }
     manifest = run_manifest(run, files)
-    stored = sum(size for _, size in files.values())
+    stored = sum(size for parts in files.values() for _, size in parts.values())
     summary = run_summary(run) | {
         "bytes_stored": stored,
         "bytes_per_token": stored / max(run.tokens_done, 1),
@@ -354,11 +380,11 @@ def _finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
     )
 
 
-def stored_chunk(run: AnalysisRun, index: int) -> tuple[str, int]:
-    """The sha256 and size of a stored chunk file."""
+def stored_file(name: str) -> tuple[str, int]:
+    """The sha256 and size of a stored artifact."""
     digest = hashlib.sha256()
     size = 0
-    with default_storage.open(chunk_name(run.artifact_prefix, index), "rb") as handle:
+    with default_storage.open(name, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
             size += len(block)

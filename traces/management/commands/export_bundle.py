@@ -16,7 +16,7 @@ from traces.models import AnalysisRun
 
 class Command(BaseCommand):
     help = (
-        "Write a run's trace bundle (manifest.json, its JSON Schema and the chunk safetensors) "
+        "Write a run's trace bundle (manifest.json, its JSON Schema and the chunks' Parquet files) "
         "to a folder, checking every chunk against the sha256 in the manifest."
     )
 
@@ -42,12 +42,12 @@ class Command(BaseCommand):
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            for chunk in manifest["chunks"]:
-                with default_storage.open(f"{run.artifact_prefix}/{chunk['file']}", "rb") as src:
+            for entry in (f for chunk in manifest["chunks"] for f in chunk["files"].values()):
+                with default_storage.open(f"{run.artifact_prefix}/{entry['file']}", "rb") as src:
                     data = src.read()
-                if hashlib.sha256(data).hexdigest() != chunk["sha256"]:
-                    raise CommandError(f"{chunk['file']} does not match its sha256 in the manifest")
-                (staging / chunk["file"]).write_bytes(data)
+                if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                    raise CommandError(f"{entry['file']} does not match its sha256 in the manifest")
+                (staging / entry["file"]).write_bytes(data)
             (staging / "manifest.json").write_bytes(manifest_bytes)
             shutil.copy(SCHEMA_PATH, staging / "manifest.schema.json")
             if out.exists():
