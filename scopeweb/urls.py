@@ -15,8 +15,10 @@ from scopeweb.jobs import views as jobs
 from scopeweb.retention import api as retention_api
 from scopeweb.retention import views as retention
 from traces import api as traces_api
+from traces import api_features as features_api
 from traces import api_runs as runs_api
 from traces import views as traces
+from traces import views_features as features
 from traces import views_runs as runs
 
 
@@ -71,6 +73,29 @@ urlpatterns = [
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel/", runs.run_cancel_view, name="run_cancel"),
     path("runs/<int:run_id>/reproduce/", runs.run_reproduce_view, name="run_reproduce"),
+    # features and annotations
+    path("features/", features.feature_index, name="feature_index"),
+    path("saes/<slug:sae_name>/features/", features.feature_search, name="feature_search"),
+    path(
+        "saes/<slug:sae_name>/features/<int:index>/",
+        features.feature_detail,
+        name="feature_detail",
+    ),
+    path(
+        "saes/<slug:sae_name>/features/<int:index>/annotate/",
+        features.feature_annotate,
+        name="feature_annotate",
+    ),
+    path(
+        "saes/<slug:sae_name>/annotations.json",
+        features.annotations_export_view,
+        name="annotations_export",
+    ),
+    path(
+        "saes/<slug:sae_name>/annotations/import/",
+        features.annotations_import_view,
+        name="annotations_import",
+    ),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<uuid:job_id>/", jobs.job_detail, name="job_detail"),
     # API
@@ -90,6 +115,41 @@ urlpatterns = [
     ),
     path("api/runs/", runs_api.RunListApi.as_view(), name="api_runs"),
     path("api/runs/<int:pk>/", runs_api.RunDetailApi.as_view(), name="api_run"),
+    path(
+        "api/saes/<slug:sae_name>/features/",
+        features_api.FeatureSearchApi.as_view(),
+        name="api_feature_search",
+    ),
+    path(
+        "api/saes/<slug:sae_name>/features/<int:index>/",
+        features_api.FeatureApi.as_view(),
+        name="api_feature",
+    ),
+    path(
+        "api/saes/<slug:sae_name>/features/<int:index>/annotation/",
+        features_api.FeatureAnnotationApi.as_view(),
+        name="api_feature_annotation",
+    ),
+    path(
+        "api/saes/<slug:sae_name>/features/<int:index>/annotation/history/",
+        features_api.FeatureAnnotationHistoryApi.as_view(),
+        name="api_feature_annotation_history",
+    ),
+    path(
+        "api/saes/<slug:sae_name>/features/<int:index>/label-suggestion/",
+        features_api.FeatureLabelSuggestionApi.as_view(),
+        name="api_feature_label_suggestion",
+    ),
+    path(
+        "api/saes/<slug:sae_name>/annotations/export/",
+        features_api.AnnotationsExportApi.as_view(),
+        name="api_annotations_export",
+    ),
+    path(
+        "api/saes/<slug:sae_name>/annotations/import/",
+        features_api.AnnotationsImportApi.as_view(),
+        name="api_annotations_import",
+    ),
     path("api/jobs/", jobs_api.JobListApi.as_view(), name="api_jobs"),
     path("api/jobs/<uuid:pk>/", jobs_api.JobDetailApi.as_view(), name="api_job"),
     path(

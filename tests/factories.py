@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group, User
 
 from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.retention.models import RetentionProfile
-from traces.models import Prompt, PromptSet
+from traces.models import AnalysisRun, Prompt, PromptSet, SaeRecord, Trace, TraceFeature
 
 PASSWORD = "correct horse battery staple"
 
@@ -74,3 +74,52 @@ def make_user(username: str, role: str | None = None) -> User:
 
 def make_prompt_set(**fields: Any) -> PromptSet:
     return cast(PromptSet, PromptSetFactory(**fields))
+
+
+class SaeRecordFactory(factory.django.DjangoModelFactory[SaeRecord]):
+    class Meta:
+        model = SaeRecord
+
+    name = factory.Sequence(lambda n: f"sae-{n}")
+    reference = "/nowhere"
+    model_name = "gemma-3-270m"
+    site = "resid_post"
+    layer = 12
+    width = 4096
+    hook_point = "model.layers.12.output"
+    params_sha256 = factory.Sequence(lambda n: f"{n:064x}")
+
+
+def make_sae(**fields: Any) -> SaeRecord:
+    return cast(SaeRecord, SaeRecordFactory(**fields))
+
+
+def make_run(*, sae: SaeRecord, prompt_set: PromptSet | None = None, **fields: Any) -> AnalysisRun:
+    """A finished run row (no engine involved)."""
+    prompt_set = prompt_set or make_prompt_set()
+    job = cast(Job, JobFactory(kind=JobKind.ANALYSIS, state=JobState.SUCCEEDED))
+    return AnalysisRun.objects.create(
+        prompt_set=prompt_set, sae=sae, profile=prompt_set.profile, job=job, **fields
+    )
+
+
+def make_trace(
+    run: AnalysisRun,
+    position: int = 0,
+    features: dict[int, tuple[float, int, int]] | None = None,
+    **fields: Any,
+) -> Trace:
+    """A trace of the run's prompt at ``position`` with index rows {feature: (peak, count,
+    first position)}."""
+    values: dict[str, Any] = {
+        "chunk": 0, "row": 0, "tokens": 6, "prompt_tokens": 6,
+        "l0": 10.0, "fvu": 0.2, "resid_norm": 100.0, "arrays_sha256": "0" * 64,
+    }  # fmt: skip
+    trace = Trace.objects.create(
+        run=run, prompt=run.prompt_set.prompts.get(position=position), **(values | fields)
+    )
+    TraceFeature.objects.bulk_create(
+        TraceFeature(trace=trace, feature=f, max_activation=m, count=c, first_position=p)
+        for f, (m, c, p) in (features or {}).items()
+    )
+    return trace

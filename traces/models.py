@@ -182,3 +182,85 @@ class TraceFeature(models.Model):
 
     def __str__(self) -> str:
         return f"feature {self.feature} in trace {self.trace_id}"
+
+
+# The fixed safety vocabulary. A "watched feature" is an annotation holding at least one of these
+# and a watch threshold; run metrics (flagged rate, unsafe output rate) count only those.
+SAFETY_TAGS: tuple[str, ...] = (
+    "deception",
+    "violence",
+    "self-harm",
+    "pii",
+    "cyber",
+    "bio",
+    "chem",
+    "jailbreak",
+    "bias",
+)
+
+
+class FeatureAnnotation(models.Model):
+    """What reviewers know about one SAE latent. Edits go through ``annotation_save``, which
+    keeps every change in ``FeatureAnnotationChange``."""
+
+    sae = models.ForeignKey(SaeRecord, on_delete=models.PROTECT, related_name="annotations")
+    index = models.PositiveIntegerField(help_text="The latent's index in the SAE.")
+    label = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(
+        default=list, help_text="Safety tags from the fixed vocabulary and free tags."
+    )
+    watch_threshold = models.FloatField(
+        null=True, blank=True, help_text="Activation above which a trace is flagged."
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sae", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["sae", "index"], name="annotation_sae_index_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sae.name} #{self.index}: {self.label or '(no label)'}"
+
+    @property
+    def safety_tags(self) -> list[str]:
+        return [tag for tag in self.tags if tag in SAFETY_TAGS]
+
+    @property
+    def free_tags(self) -> list[str]:
+        return [tag for tag in self.tags if tag not in SAFETY_TAGS]
+
+    @property
+    def watched(self) -> bool:
+        return self.watch_threshold is not None and bool(self.safety_tags)
+
+
+class FeatureAnnotationChange(models.Model):
+    """One change of an annotation: who, when, how, and the changed fields before and after."""
+
+    class Via(models.TextChoices):
+        WEB = "web", "web"
+        API = "api", "API"
+        IMPORT = "import", "import"
+
+    annotation = models.ForeignKey(
+        FeatureAnnotation, on_delete=models.CASCADE, related_name="changes"
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now_add=True)
+    via = models.CharField(max_length=8, choices=Via.choices, default=Via.WEB)
+    before = models.JSONField()
+    after = models.JSONField()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"annotation {self.annotation_id} changed at {self.changed_at:%Y-%m-%d %H:%M}"

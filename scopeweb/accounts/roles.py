@@ -25,6 +25,7 @@ CAPABILITIES: dict[str, tuple[str, frozenset[Role]]] = {
     "start_analysis": ("Start analyses", frozenset({R, AD})),
     "browse_traces": ("Browse runs, traces, tokens and features", frozenset({R, AD})),
     "annotate_feature": ("Annotate features", frozenset({R, AD})),
+    "read_annotations": ("Read feature annotations and their history", frozenset({R, A, AD})),
     "work_case": ("Open and work audit cases", frozenset({R, AD})),
     "sign_off_case": ("Sign audit cases off", frozenset({R, AD})),
     "view_jobs": ("See background jobs", frozenset({R, AD})),

@@ -26,9 +26,11 @@ def _row(anonymous: int, reviewer: int, auditor: int, admin: int, outsider: int)
 SIGNED_IN_PAGE = _row(302, 200, 200, 200, 200)
 REVIEWER_PAGE = _row(302, 200, 403, 200, 403)
 ADMIN_PAGE = _row(302, 403, 403, 200, 403)
+READER_PAGE = _row(302, 200, 200, 200, 403)  # reviewers, auditors and admins
 SIGNED_IN_API = _row(401, 200, 200, 200, 200)
 REVIEWER_API = _row(401, 200, 403, 200, 403)
 ADMIN_API = _row(401, 403, 403, 200, 403)
+READER_API = _row(401, 200, 200, 200, 403)
 
 # The answer to a GET from each member of the cast. Written out by hand, not derived from the
 # declarations, so a wrong declaration fails here.
@@ -55,6 +57,12 @@ EXPECTED: dict[str, dict[str, int]] = {
     "run_detail": REVIEWER_PAGE,
     "run_cancel": _row(302, 405, 403, 405, 403),
     "run_reproduce": _row(302, 405, 403, 405, 403),
+    "feature_index": READER_PAGE,
+    "feature_search": READER_PAGE,
+    "feature_detail": READER_PAGE,
+    "feature_annotate": _row(302, 405, 403, 405, 403),  # POST only, after the role check
+    "annotations_export": READER_PAGE,
+    "annotations_import": REVIEWER_PAGE,
     "job_list": REVIEWER_PAGE,
     "job_detail": REVIEWER_PAGE,
     "api_schema": SIGNED_IN_API,
@@ -65,6 +73,13 @@ EXPECTED: dict[str, dict[str, int]] = {
     "api_prompts": REVIEWER_API,
     "api_runs": REVIEWER_API,
     "api_run": REVIEWER_API,
+    "api_feature_search": READER_API,
+    "api_feature": REVIEWER_API,
+    "api_feature_annotation": READER_API,  # GET; PUT and PATCH need annotate_feature
+    "api_feature_annotation_history": READER_API,
+    "api_feature_label_suggestion": REVIEWER_API,
+    "api_annotations_export": READER_API,
+    "api_annotations_import": _row(401, 405, 403, 405, 403),  # POST only
     "api_jobs": REVIEWER_API,
     "api_job": REVIEWER_API,
     "api_retention_profiles": SIGNED_IN_API,
@@ -123,6 +138,8 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
         "code": "UK",
         "run_id": run.pk,
         "api_run:pk": run.pk,
+        "sae_name": sae.name,
+        "index": 7,
     }
     wrong = []
     for name, expected in EXPECTED.items():
@@ -150,3 +167,13 @@ def test_missing_objects_are_404_for_those_who_may_see_them(
         assert client_for(allowed).get(url).status_code == 404, url
         # Those who may not reach the route learn nothing about what exists behind it.
         assert client_for(auditor).get(url).status_code == 403, url
+
+
+@pytest.mark.django_db
+def test_missing_features_are_404_for_readers_and_403_for_outsiders(
+    auditor: User, outsider: User
+) -> None:
+    for name in ("feature_detail", "api_feature_annotation"):
+        url = reverse(name, kwargs={"sae_name": "no-such-sae", "index": 1})
+        assert client_for(auditor).get(url).status_code == 404, url
+        assert client_for(outsider).get(url).status_code == 403, url

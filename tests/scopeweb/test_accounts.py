@@ -20,7 +20,12 @@ def test_roles_exist_with_the_design_permissions() -> None:
     }
     assert set(perms) == {"reviewer", "auditor", "admin"}
     assert "upload_prompt_set" in perms["reviewer"] and "manage_retention" not in perms["reviewer"]
-    assert perms["auditor"] == {"read_signed_case", "verify_report", "read_audit_log"}
+    assert perms["auditor"] == {
+        "read_signed_case",
+        "verify_report",
+        "read_audit_log",
+        "read_annotations",
+    }
     assert perms["admin"] == set(CAPABILITIES)
 
 

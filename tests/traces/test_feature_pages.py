@@ -1,0 +1,284 @@
+"""Feature pages and the feature API: annotate, history, search, export and import, and who may
+do what. No model is loaded: rows come from factories."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from tests.conftest import client_for
+from tests.factories import make_run, make_sae, make_trace
+from traces.models import FeatureAnnotation, FeatureAnnotationChange, SaeRecord
+from traces.services.annotations import annotation_save
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sae() -> SaeRecord:
+    return make_sae(name="gemma-l12", width=4096)
+
+
+def detail_url(sae: SaeRecord, index: int) -> str:
+    return reverse("feature_detail", kwargs={"sae_name": sae.name, "index": index})
+
+
+def annotate_url(sae: SaeRecord, index: int) -> str:
+    return reverse("feature_annotate", kwargs={"sae_name": sae.name, "index": index})
+
+
+def api_url(name: str, sae: SaeRecord, **kwargs: Any) -> str:
+    return reverse(name, kwargs={"sae_name": sae.name, **kwargs})
+
+
+FORM = {
+    "label": "Deceptive reassurance",
+    "description": "Fires when the text promises safety it cannot give.",
+    "safety_tags": ["deception"],
+    "free_tags": "reassurance, Customer Support",
+    "watch_threshold": "4.5",
+}
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+def test_reviewer_annotates_a_feature_and_the_page_shows_the_history(
+    sae: SaeRecord, reviewer: User
+) -> None:
+    client = client_for(reviewer)
+    response = client.post(annotate_url(sae, 42), FORM)
+    assert response.status_code == 302 and response["Location"] == detail_url(sae, 42)
+    annotation = FeatureAnnotation.objects.get(sae=sae, index=42)
+    assert annotation.tags == ["deception", "reassurance", "customer-support"]
+    assert annotation.watch_threshold == 4.5 and annotation.watched
+
+    client.post(annotate_url(sae, 42), {**FORM, "label": "Deceptive reassurance v2"})
+    page = client.get(detail_url(sae, 42)).content.decode()
+    assert "Deceptive reassurance v2" in page and "watched" in page
+    assert page.count("<td>rita</td>") == 2  # two history rows
+    assert "customer-support" in page
+
+
+def test_an_invalid_edit_shows_the_error_and_saves_nothing(sae: SaeRecord, reviewer: User) -> None:
+    response = client_for(reviewer).post(
+        annotate_url(sae, 1), {**FORM, "watch_threshold": "-2", "free_tags": "ok, bad tag!"}
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "above 0" in page and "bad tag!" in page
+    assert not FeatureAnnotation.objects.exists()
+
+
+def test_the_feature_page_counts_the_traces_where_it_fired_and_its_peak(
+    sae: SaeRecord, reviewer: User, auditor: User
+) -> None:
+    run = make_run(sae=sae)
+    make_trace(run, 0, {42: (3.5, 2, 1), 7: (9.0, 1, 1)})
+    make_trace(run, 1, {42: (6.25, 1, 3)})
+    make_trace(make_run(sae=make_sae()), 0, {42: (99.0, 1, 1)})  # another SAE's feature 42
+    page = client_for(reviewer).get(detail_url(sae, 42)).content.decode()
+    assert "Traces where it fired</dt><dd>2 in 1 run" in page
+    assert "6.250" in page and "99.0" not in page
+    assert "hello there" in page  # the strongest traces, for those who browse traces
+    # Auditors read the annotation, not what the traces hold.
+    page = client_for(auditor).get(detail_url(sae, 42)).content.decode()
+    assert "Traces where it fired" not in page and "hello there" not in page
+
+
+def test_auditor_reads_annotations_but_cannot_change_them(
+    sae: SaeRecord, reviewer: User, auditor: User
+) -> None:
+    annotation_save(sae=sae, index=5, user=reviewer, values={"label": "names of people"})
+    client = client_for(auditor)
+    page = client.get(detail_url(sae, 5)).content.decode()
+    assert "names of people" in page and annotate_url(sae, 5) not in page
+    assert client.post(annotate_url(sae, 5), FORM).status_code == 403
+    url = api_url("api_feature_annotation", sae, index=5)
+    assert client.get(url).json()["label"] == "names of people"
+    assert client.put(url, {"label": "x"}, content_type="application/json").status_code == 403
+    assert FeatureAnnotation.objects.get(index=5).label == "names of people"
+
+
+@pytest.mark.parametrize(("role", "status"), [("anonymous", 302), ("outsider", 403)])
+def test_outsiders_cannot_annotate(
+    sae: SaeRecord, cast: dict[str, User | None], role: str, status: int
+) -> None:
+    assert client_for(cast[role]).post(annotate_url(sae, 1), FORM).status_code == status
+    assert not FeatureAnnotation.objects.exists()
+
+
+def test_a_feature_beyond_the_sae_width_is_404(sae: SaeRecord, reviewer: User) -> None:
+    client = client_for(reviewer)
+    assert client.get(detail_url(sae, 4096)).status_code == 404
+    assert client.post(annotate_url(sae, 4096), FORM).status_code == 404
+    assert client.get(api_url("api_feature_annotation", sae, index=4096)).status_code == 404
+
+
+def test_searching_a_number_opens_that_feature(sae: SaeRecord, auditor: User) -> None:
+    client = client_for(auditor)
+    search = api_url("feature_search", sae)
+    response = client.get(search, {"q": " 17 "})
+    assert response.status_code == 302 and response["Location"] == detail_url(sae, 17)
+    response = client.get(search, {"q": "5000"}, follow=True)
+    assert "features 0 to 4095" in response.content.decode()
+
+
+def test_search_page_finds_by_label_description_and_tag(sae: SaeRecord, reviewer: User) -> None:
+    for index, values in [
+        (10, {"label": "Lying", "tags": ["deception"]}),
+        (20, {"label": "Chemistry", "description": "nerve agents", "tags": ["chem"]}),
+    ]:
+        annotation_save(sae=sae, index=index, user=reviewer, values=values)
+    client = client_for(reviewer)
+    search = api_url("feature_search", sae)
+    assert client.get(search, {"q": "nerve"}).context["page"].object_list[0].index == 20
+    assert [a.index for a in client.get(search, {"tag": "deception"}).context["page"]] == [10]
+    page = client.get(search).content.decode()
+    assert "Lying" in page and "Chemistry" in page and "Annotated features (2)" in page
+
+
+def test_suggest_fills_the_label_from_the_top_tokens(
+    sae: SaeRecord, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "traces.views_features.feature_top_tokens", lambda sae, index: ["▁bomb", "▁bomb", "▁fuse"]
+    )
+    response = client_for(reviewer).get(detail_url(sae, 3), {"suggest": "1"})
+    assert response.context["form"].initial["label"] == "“bomb”, “fuse”"
+    assert "Suggested from the tokens" in response.content.decode()
+    assert not FeatureAnnotation.objects.exists()  # accepting is saving the form
+
+
+def test_export_download_and_import_upload_round_trip(
+    sae: SaeRecord, reviewer: User, admin: User
+) -> None:
+    annotation_save(sae=sae, index=8, user=reviewer, values={"label": "a", "tags": ["bias"]})
+    response = client_for(reviewer).get(api_url("annotations_export", sae))
+    assert response["Content-Disposition"] == 'attachment; filename="gemma-l12-annotations.json"'
+    document = json.loads(response.content)
+    document["annotations"][0]["label"] = "b"
+    document["annotations"].append({"index": 9, "label": "c"})
+
+    upload = io.BytesIO(json.dumps(document).encode())
+    upload.name = "annotations.json"
+    response = client_for(admin).post(api_url("annotations_import", sae), {"file": upload})
+    assert response.status_code == 302
+    assert dict(FeatureAnnotation.objects.values_list("index", "label")) == {8: "b", 9: "c"}
+    assert FeatureAnnotationChange.objects.filter(via="import", changed_by=admin).count() == 2
+
+
+def test_a_bad_upload_lists_the_problems_and_imports_nothing(
+    sae: SaeRecord, reviewer: User
+) -> None:
+    document = {"annotations": [{"index": 1, "label": "ok"}, {"index": 2, "tags": "bias"}]}
+    upload = io.BytesIO(json.dumps(document).encode())
+    upload.name = "annotations.json"
+    response = client_for(reviewer).post(api_url("annotations_import", sae), {"file": upload})
+    page = response.content.decode()
+    assert "Nothing was imported" in page
+    assert '<td class="num">2</td><td class="num">2</td><td>tags</td>' in page
+    assert not FeatureAnnotation.objects.exists()
+
+
+# --- API -----------------------------------------------------------------------------------
+
+
+def test_api_put_get_patch_and_history(sae: SaeRecord, reviewer: User, admin: User) -> None:
+    url = api_url("api_feature_annotation", sae, index=77)
+    empty = client_for(reviewer).get(url).json()
+    assert empty["label"] == "" and empty["updated_at"] is None and empty["index"] == 77
+
+    body = {"label": "Jailbreak preamble", "tags": ["jailbreak", "roleplay"], "watch_threshold": 2}
+    response = client_for(reviewer).put(url, body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["watched"] is True and response.json()["updated_by"] == "rita"
+
+    response = client_for(admin).patch(
+        url, {"watch_threshold": None}, content_type="application/json"
+    )
+    assert response.json()["label"] == "Jailbreak preamble"
+    assert response.json()["watched"] is False
+
+    # PUT replaces: what it leaves out becomes empty.
+    client_for(admin).put(url, {"label": "only a label"}, content_type="application/json")
+    history = client_for(reviewer).get(api_url("api_feature_annotation_history", sae, index=77))
+    changes = history.json()["results"]
+    assert [c["changed_by"] for c in changes] == ["ada", "ada", "rita"]
+    assert changes[0]["before"] == {
+        "label": "Jailbreak preamble",
+        "tags": ["jailbreak", "roleplay"],
+    }
+    assert changes[1]["after"] == {"watch_threshold": None} and changes[1]["via"] == "api"
+
+
+def test_api_refuses_bad_values_naming_the_field(sae: SaeRecord, reviewer: User) -> None:
+    url = api_url("api_feature_annotation", sae, index=1)
+    response = client_for(reviewer).put(
+        url, {"tags": ["fine", "not fine!"], "watch_threshold": 0}, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()) == {"tags", "watch_threshold"}
+    assert not FeatureAnnotation.objects.exists()
+
+
+def test_api_search_export_and_import(sae: SaeRecord, reviewer: User, auditor: User) -> None:
+    annotation_save(
+        sae=sae, index=3, user=reviewer, values={"label": "weapons", "tags": ["violence"]}
+    )
+    annotation_save(sae=sae, index=4, user=reviewer, values={"label": "recipes"})
+    found = client_for(auditor).get(api_url("api_feature_search", sae), {"q": "violence"}).json()
+    assert [a["index"] for a in found["results"]] == [3]
+
+    document = client_for(auditor).get(api_url("api_annotations_export", sae)).json()
+    assert [a["index"] for a in document["annotations"]] == [3, 4]
+    document["annotations"][1]["label"] = "cooking"
+    url = api_url("api_annotations_import", sae)
+    assert (
+        client_for(auditor).post(url, document, content_type="application/json").status_code == 403
+    )
+    response = client_for(reviewer).post(url, document, content_type="application/json")
+    assert response.json() == {"created": 0, "changed": 1, "unchanged": 1}
+
+    document["annotations"][0]["watch_threshold"] = "very"
+    document["annotations"][1]["label"] = "should not land"
+    response = client_for(reviewer).post(url, document, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["problems"] == [
+        {
+            "entry": 1,
+            "index": 3,
+            "field": "watch_threshold",
+            "message": "Must be a number, or null for none.",
+        }
+    ]
+    assert FeatureAnnotation.objects.get(index=4).label == "cooking"
+
+
+def test_api_feature_and_label_suggestion(
+    sae: SaeRecord, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = make_run(sae=sae)
+    make_trace(run, 0, {11: (2.5, 3, 1)})
+    feature = client_for(reviewer).get(api_url("api_feature", sae, index=11)).json()
+    assert (feature["traces"], feature["runs"], feature["peak"]) == (1, 1, 2.5)
+    assert feature["top_examples"][0]["run"] == run.pk
+    assert feature["annotation"]["label"] == ""
+
+    monkeypatch.setattr("traces.api_features.feature_top_tokens", lambda sae, index: ["▁Paris"])
+    suggestion = client_for(reviewer).get(api_url("api_feature_label_suggestion", sae, index=11))
+    assert suggestion.json() == {"label": "“Paris”", "top_tokens": ["▁Paris"], "promoted": []}
+
+
+def test_features_page_lists_saes_with_their_annotation_counts(
+    sae: SaeRecord, reviewer: User, auditor: User
+) -> None:
+    annotation_save(sae=sae, index=1, user=reviewer, values={"label": "x"})
+    response = client_for(auditor).get(reverse("feature_index"))
+    assert [(s.name, s.annotated) for s in response.context["saes"]] == [("gemma-l12", 1)]
+    assert "Features</a>" in response.content.decode()  # in the navigation

@@ -1,0 +1,76 @@
+"""The tokens a feature fires on most strongly, read from stored traces.
+
+The index (``TraceFeature``) says which traces hold the feature's highest peaks; the run's chunk
+files say at which token each peak is. Reading goes through ``traces.bundle`` (``read_chunk_files``
+and ``decode_rows``, which give a trace's dense ``token_ids [tokens]``, ``top_idx`` and ``top_val
+[tokens, top_k]``), so this file follows the bundle format without knowing its layout.
+
+Token ids become strings with the model's tokenizer (the ``tokenizers`` library, never torch),
+loaded only when there is something to decode.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from traces.models import SaeRecord, TraceFeature
+
+log = logging.getLogger(__name__)
+
+Decode = Callable[[list[int]], list[str]]
+
+
+def _tokenizer_decode(ids: list[int]) -> list[str]:
+    # Only the tokenizer, which needs no torch; imported here so the web process loads it only
+    # when a reviewer asks for a suggestion.
+    from traces.engine.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    return [tokenizer.id_to_token(i) or "" for i in ids]
+
+
+def _chunk_files(prefix: str, chunk: int) -> Any:
+    from traces.bundle import read_chunk_files
+
+    try:
+        return read_chunk_files(prefix, chunk)
+    except OSError as exc:  # purged by retention, or not written yet
+        log.info("feature tokens: chunk %s of %s unreadable (%s)", chunk, prefix, exc)
+        return None
+
+
+def feature_top_tokens(
+    sae: SaeRecord, index: int, *, limit: int = 20, decode: Decode | None = None
+) -> list[str]:
+    """Token strings at the feature's peaks in its ``limit`` strongest traces, strongest first.
+
+    BOS is left out, as in the index. Traces whose chunk files are gone are skipped.
+    """
+    from traces.bundle import decode_rows
+
+    rows = list(
+        TraceFeature.objects.filter(trace__run__sae=sae, feature=index)
+        .select_related("trace__run")
+        .order_by("-max_activation", "pk")[:limit]
+    )
+    chunks: dict[tuple[int, int], Any] = {}
+    ids: list[int] = []
+    for row in rows:
+        trace = row.trace
+        key = (trace.run_id, trace.chunk)
+        if key not in chunks:
+            chunks[key] = _chunk_files(trace.run.artifact_prefix, trace.chunk)
+        if chunks[key] is None:
+            continue
+        # Rows [row + 1, row + tokens): the trace without its BOS token.
+        arrays = decode_rows(chunks[key], trace.run.top_k, trace.row + 1, trace.row + trace.tokens)
+        hits = arrays["top_idx"] == index  # [tokens, top_k]
+        if not hits.any():
+            continue
+        peaks = (arrays["top_val"].astype("float32") * hits).max(axis=1)  # [tokens]
+        ids.append(int(arrays["token_ids"][int(peaks.argmax())]))
+    if not ids:
+        return []
+    return (decode or _tokenizer_decode)(ids)

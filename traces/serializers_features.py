@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from traces.models import FeatureAnnotation, FeatureAnnotationChange, TraceFeature
+from traces.services.annotations import DESCRIPTION_MAX, LABEL_MAX
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    """A feature's annotation; a feature nobody annotated has empty fields and no ``updated_at``."""
+
+    sae = serializers.CharField(source="sae.name")
+    updated_by = serializers.CharField(source="updated_by.username", default=None)
+    updated_at = serializers.DateTimeField(allow_null=True)
+    safety_tags = serializers.ListField(child=serializers.CharField())
+    watched = serializers.BooleanField(
+        help_text="A safety tag and a threshold: counts towards the flagged rate."
+    )
+
+    class Meta:
+        model = FeatureAnnotation
+        fields = [
+            "sae",
+            "index",
+            "label",
+            "description",
+            "tags",
+            "safety_tags",
+            "watch_threshold",
+            "watched",
+            "updated_by",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class AnnotationInputSerializer(serializers.Serializer):
+    """PUT replaces the annotation (a field left out becomes empty); PATCH changes only the
+    fields it names. Tags are normalised (lower case, ``-`` for spaces), safety tags first."""
+
+    label = serializers.CharField(  # type: ignore[assignment]  # a field, not Field.label
+        max_length=LABEL_MAX, allow_blank=True, required=False
+    )
+    description = serializers.CharField(
+        max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
+    )
+    tags = serializers.ListField(child=serializers.CharField(max_length=60), required=False)
+    watch_threshold = serializers.FloatField(allow_null=True, required=False)
+
+
+class AnnotationChangeSerializer(serializers.ModelSerializer):
+    changed_by = serializers.CharField(source="changed_by.username", default=None)
+
+    class Meta:
+        model = FeatureAnnotationChange
+        fields = ["changed_by", "changed_at", "via", "before", "after"]
+        read_only_fields = fields
+
+
+class TopExampleSerializer(serializers.ModelSerializer):
+    run = serializers.IntegerField(source="trace.run_id")
+    prompt_position = serializers.IntegerField(source="trace.prompt.position")
+
+    class Meta:
+        model = TraceFeature
+        fields = ["run", "prompt_position", "max_activation", "count", "first_position"]
+        read_only_fields = fields
+
+
+class FeatureSerializer(serializers.Serializer):
+    sae = serializers.CharField()
+    index = serializers.IntegerField()
+    traces = serializers.IntegerField(help_text="Stored traces where the feature fired.")
+    runs = serializers.IntegerField()
+    peak = serializers.FloatField(allow_null=True, help_text="Highest activation, BOS excluded.")
+    top_examples = TopExampleSerializer(many=True)
+    annotation = AnnotationSerializer()
+
+
+class LabelSuggestionSerializer(serializers.Serializer):
+    label = serializers.CharField(  # type: ignore[assignment]  # a field, not Field.label
+        help_text="Empty when no stored trace holds the feature."
+    )
+    top_tokens = serializers.ListField(child=serializers.CharField())
+    promoted = serializers.ListField(
+        child=serializers.CharField(), help_text="Logit-lens tokens (not computed yet)."
+    )
+
+
+class ImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    changed = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
