@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from scopeweb.retention.models import RetentionProfile
-from traces.models import SaeRecord
+from traces.models import AnalysisRun, SaeRecord
 
 FORMAT_CHOICES = [
     ("", "From the file name"),
@@ -34,7 +34,7 @@ class RunStartForm(forms.Form):
     capture_limit = forms.IntegerField(
         min_value=16, max_value=32768, required=False, help_text="Blank: the profile's limit."
     )
-    dtype = forms.ChoiceField(choices=[("float32", "float32"), ("bfloat16", "bfloat16")])
+    dtype = forms.ChoiceField(choices=AnalysisRun.DType.choices, initial=AnalysisRun.DType.AUTO)
     generate_tokens = forms.IntegerField(
         min_value=0, max_value=512, initial=0, label="Generate tokens", help_text="0: no completion"
     )

@@ -92,6 +92,7 @@ class AnalysisRun(models.Model):
     of work and of resumption (a retried task starts after ``chunks_done``)."""
 
     class DType(models.TextChoices):
+        AUTO = "auto", "auto (bfloat16 where the worker has fast bfloat16, else float32)"
         FLOAT32 = "float32", "float32"
         BFLOAT16 = "bfloat16", "bfloat16"
 
@@ -105,7 +106,12 @@ class AnalysisRun(models.Model):
     job = models.OneToOneField("jobs.Job", on_delete=models.PROTECT, related_name="run")
     top_k = models.PositiveSmallIntegerField(default=32)
     capture_limit = models.PositiveIntegerField(default=1000)
-    dtype = models.CharField(max_length=10, choices=DType.choices, default=DType.FLOAT32)
+    dtype = models.CharField(
+        max_length=10,
+        choices=DType.choices,
+        default=DType.AUTO,
+        help_text="auto is replaced by the dtype the worker chose when the run starts.",
+    )
     generate_tokens = models.PositiveIntegerField(default=0)
     seed = models.BigIntegerField(default=0)
     chunk_prompts = models.PositiveIntegerField(default=32)

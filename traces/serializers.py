@@ -103,6 +103,8 @@ class RunStartSerializer(serializers.Serializer):
     sae = serializers.SlugRelatedField(slug_field="name", queryset=SaeRecord.objects.all())
     top_k = serializers.IntegerField(min_value=1, max_value=256, default=32)
     capture_limit = serializers.IntegerField(min_value=16, max_value=32768, required=False)
-    dtype = serializers.ChoiceField(choices=["float32", "bfloat16"], default="float32")
+    dtype = serializers.ChoiceField(
+        choices=AnalysisRun.DType.values, default=AnalysisRun.DType.AUTO
+    )
     generate_tokens = serializers.IntegerField(min_value=0, max_value=512, default=0)
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)

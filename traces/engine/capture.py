@@ -52,10 +52,21 @@ def batches_by_length(
     return groups
 
 
+def hooked_module(model: torch.nn.Module, module_path: str) -> torch.nn.Module:
+    """The module an SAE's hook names. Multimodal Gemma 3 checkpoints (4B and up) keep the text
+    layers under ``model.language_model``; Gemma Scope 2 names them ``model.layers.N``."""
+    try:
+        return model.get_submodule(module_path)
+    except AttributeError:
+        if not module_path.startswith("model."):
+            raise
+        return model.get_submodule("model.language_model." + module_path.removeprefix("model."))
+
+
 @torch.inference_mode()
 def capture_residual(model: torch.nn.Module, module_path: str, batch: Batch) -> torch.Tensor:
     """The output of ``module_path`` (e.g. ``model.layers.12``): ``[batch, seq, d_model]``."""
-    module = model.get_submodule(module_path)
+    module = hooked_module(model, module_path)
     store: dict[str, torch.Tensor] = {}
 
     def hook(_: torch.nn.Module, __: object, output: object) -> None:

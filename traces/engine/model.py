@@ -11,6 +11,7 @@ transformers path (the hub only when the machine reaches it or holds a copy in i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -141,3 +142,61 @@ def load_default_model(
         load_seconds=time.monotonic() - started,
         from_cache=from_cache,
     )
+
+
+DEFAULT_MODEL_IDS = frozenset({"", DEFAULT_MODEL, "google/gemma-3-270m", "google/gemma-3-270m-pt"})
+
+
+def load_model(
+    reference: str, *, device: str = "auto", dtype: torch.dtype = torch.float32
+) -> LoadedModel:
+    """The default model (from the GGUF package) for its names, else any Gemma 3 checkpoint
+    by Hugging Face id or local folder, through the ordinary transformers path."""
+    if reference in DEFAULT_MODEL_IDS:
+        return load_default_model(device=device, dtype=dtype)
+    from transformers import AutoModelForCausalLM
+
+    started = time.monotonic()
+    folder = _checkpoint_folder(reference)
+    tokenizer_file = folder / "tokenizer.json"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not tokenizer_file.is_file() or not weights:
+        raise ValueError(f"{reference}: a checkpoint needs tokenizer.json and *.safetensors")
+    target = pick_device(device)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    model.to(target).eval()  # type: ignore[arg-type]
+    digest = hashlib.sha256()
+    for path in weights:  # one pin for a sharded checkpoint: its files' hashes, in name order
+        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    return LoadedModel(
+        name=reference,
+        model=model,
+        tokenizer=Tokenizer.from_file(str(tokenizer_file)),
+        weights_sha256=digest.hexdigest(),
+        tokenizer_sha256=sha256_file(tokenizer_file),
+        device=target,
+        dtype=dtype,
+        load_seconds=time.monotonic() - started,
+        from_cache=True,
+    )
+
+
+def _checkpoint_folder(reference: str) -> Path:
+    """A local folder as it is; a hub id through the hub client, which reads its local cache
+    first (so an offline machine with a copy works, and one without says so)."""
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        local = snapshot_download(
+            repo_id=reference, allow_patterns=["*.json", "*.safetensors", "tokenizer.model"]
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, ValueError, OSError) as exc:
+        raise ValueError(
+            f"{reference}: neither a folder nor a checkpoint the hub or its local cache holds "
+            f"({type(exc).__name__})"
+        ) from None
+    return Path(local)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from traces.engine.capture import batches_by_length, capture_residual, make_batch
+from traces.engine.capture import batches_by_length, capture_residual, hooked_module, make_batch
 from traces.engine.model import LoadedModel
 from traces.engine.sae import LoadedSae
 
@@ -70,7 +70,7 @@ def sae_quality(
 
         replaced = hidden.clone()
         replaced[keep] = x_hat.to(replaced.dtype)
-        layer = model.get_submodule(module)
+        layer = hooked_module(model, module)
 
         def splice(
             _: torch.nn.Module, __: object, output: object, new: torch.Tensor = replaced

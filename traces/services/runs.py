@@ -49,7 +49,7 @@ def run_start(
     sae: SaeRecord,
     top_k: int = 32,
     capture_limit: int | None = None,
-    dtype: str = "float32",
+    dtype: str = "auto",
     generate_tokens: int = 0,
     seed: int = 0,
     chunk_prompts: int = 32,
@@ -145,7 +145,13 @@ def run_execute(job_id: uuid.UUID | str) -> AnalysisRun | None:
         return None
     run = AnalysisRun.objects.select_related("sae", "prompt_set").get(job=job)
     with job_running(job_id):
-        loaded = runtime.model_for(run.dtype)
+        if run.dtype == AnalysisRun.DType.AUTO:  # pinned on first execution; reruns keep it
+            run.dtype = runtime.default_dtype()
+            run.save(update_fields=["dtype"])
+        try:
+            loaded = runtime.model_for(run.sae.model_name, run.dtype)
+        except ValueError as exc:
+            raise JobError(f"The model {run.sae.model_name!r} cannot be loaded: {exc}") from None
         try:
             sae = runtime.sae_for(sae_folder(run.sae), loaded)
         except SaeError as exc:
@@ -298,6 +304,7 @@ def run_manifest(run: AnalysisRun, files: ChunkFiles) -> dict[str, Any]:
             "generate_tokens": run.generate_tokens,
             "seed": run.seed,
             "chunk_prompts": run.chunk_prompts,
+            "model": run.sae.model_name,
             "hook_point": run.sae.hook_point,
             "sae": run.sae.name,
             "retention_profile": run.profile.code,

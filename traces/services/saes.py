@@ -68,6 +68,27 @@ def sae_register(
     return record
 
 
+def sae_register_reference(reference: str, *, name: str | None = None) -> SaeRecord:
+    """Register a local folder or a hub reference (``google/gemma-scope-2-270m-pt/resid_post/
+    layer_12_width_16k_l0_medium``, read through the hub client's local cache when offline).
+    For shells and workers: resolving a hub reference imports the engine."""
+    from traces.engine.sae import SaeError, resolve_reference
+
+    try:
+        folder = resolve_reference(reference)
+    except SaeError as exc:
+        raise ValueError(str(exc)) from None
+    missing = [n for n in ("config.json", "params.safetensors") if not (folder / n).is_file()]
+    if missing:
+        raise ValueError(f"{reference}: missing {', '.join(missing)}")
+    local = Path(reference).expanduser().is_dir()
+    return sae_register(
+        folder.resolve() if local else folder,
+        name=name or (None if local else slugify(reference.replace("/", "-"))),
+        reference="" if local else reference,
+    )
+
+
 def sae_register_shipped() -> list[SaeRecord]:
     base = Path(settings.BASE_DIR)
     records = []

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -9,21 +8,27 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from scopeweb.jobs.models import Job, JobState
 from traces.models import PromptSet, SaeRecord
 from traces.services.runs import run_execute, run_start
-from traces.services.saes import sae_register
+from traces.services.saes import sae_register_reference
 
 
 class Command(BaseCommand):
     help = (
         "Analyse a prompt set with an SAE. PROMPT_SET is an id or a name; --sae is a registered "
-        "SAE's name or a local folder in the Gemma Scope 2 layout. Without --wait the run is "
-        "queued for an analysis worker; with --wait it runs here and prints its summary."
+        "SAE's name, a local folder in the Gemma Scope 2 layout or a hub reference. Without "
+        "--wait the run is queued for an analysis worker; with --wait it runs here and prints "
+        "its summary."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("prompt_set")
         parser.add_argument("--sae", required=True)
         parser.add_argument("--top-k", type=int, default=32)
-        parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+        parser.add_argument(
+            "--dtype",
+            choices=["auto", "float32", "bfloat16"],
+            default="auto",
+            help="auto: bfloat16 on CUDA or CPUs with native bfloat16, float32 elsewhere",
+        )
         parser.add_argument("--generate", type=int, default=0, metavar="N")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--capture-limit", type=int)
@@ -43,14 +48,17 @@ class Command(BaseCommand):
         record = SaeRecord.objects.filter(name=value).first()
         if record is not None:
             return record
-        folder = Path(value)
-        if folder.is_dir():
-            try:
-                return sae_register(folder.resolve())
-            except (ValueError, OSError) as exc:
-                raise CommandError(f"{value}: {exc}") from None
-        names = ", ".join(SaeRecord.objects.values_list("name", flat=True)) or "none registered"
-        raise CommandError(f"{value!r} is neither a registered SAE ({names}) nor a folder")
+        record = SaeRecord.objects.filter(reference=value).first()
+        if record is not None:
+            return record
+        try:
+            return sae_register_reference(value)
+        except (ValueError, OSError) as exc:
+            names = ", ".join(SaeRecord.objects.values_list("name", flat=True)) or "none"
+            raise CommandError(
+                f"{value!r} is not a registered SAE (registered: {names}), and as a folder or "
+                f"hub reference: {exc}"
+            ) from None
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not 1 <= options["top_k"] <= 256:
