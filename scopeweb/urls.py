@@ -17,9 +17,11 @@ from scopeweb.retention import views as retention
 from traces import api as traces_api
 from traces import api_features as features_api
 from traces import api_runs as runs_api
+from traces import api_traces as traces_api_traces
 from traces import views as traces
 from traces import views_features as features
 from traces import views_runs as runs
+from traces import views_traces as trace_views
 
 
 class SchemaView(SpectacularAPIView):
@@ -73,6 +75,10 @@ urlpatterns = [
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel/", runs.run_cancel_view, name="run_cancel"),
     path("runs/<int:run_id>/reproduce/", runs.run_reproduce_view, name="run_reproduce"),
+    # traces
+    path("runs/<int:run_id>/traces/", trace_views.trace_list_view, name="run_traces"),
+    path("traces/", trace_views.trace_list_view, name="trace_list"),
+    path("traces/<int:trace_id>/", trace_views.trace_detail, name="trace_detail"),
     # features and annotations
     path("features/", features.feature_index, name="feature_index"),
     path("saes/<slug:sae_name>/features/", features.feature_search, name="feature_search"),
@@ -115,6 +121,12 @@ urlpatterns = [
     ),
     path("api/runs/", runs_api.RunListApi.as_view(), name="api_runs"),
     path("api/runs/<int:pk>/", runs_api.RunDetailApi.as_view(), name="api_run"),
+    path("api/traces/", traces_api_traces.TraceListApi.as_view(), name="api_traces"),
+    path(
+        "api/traces/<int:pk>/tokens/",
+        traces_api_traces.TraceTokensApi.as_view(),
+        name="api_trace_tokens",
+    ),
     path(
         "api/saes/<slug:sae_name>/features/",
         features_api.FeatureSearchApi.as_view(),

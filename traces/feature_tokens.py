@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 Decode = Callable[[list[int]], list[str]]
 
 
-def _tokenizer_decode(ids: list[int]) -> list[str]:
+def tokenizer_decode(ids: list[int]) -> list[str]:
     # Only the tokenizer, which needs no torch; imported here so the web process loads it only
     # when a reviewer asks for a suggestion.
     from traces.engine.tokenizer import load_tokenizer
@@ -73,4 +73,4 @@ def feature_top_tokens(
         ids.append(int(arrays["token_ids"][int(peaks.argmax())]))
     if not ids:
         return []
-    return (decode or _tokenizer_decode)(ids)
+    return (decode or tokenizer_decode)(ids)

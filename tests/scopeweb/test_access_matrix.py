@@ -12,7 +12,7 @@ from scopeweb.accounts.access import rule_of
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.services import api_token_create
 from tests.conftest import client_for
-from tests.factories import make_prompt_set
+from tests.factories import make_prompt_set, make_trace
 from traces.models import SaeRecord
 from traces.services.runs import run_start
 
@@ -57,6 +57,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     "run_detail": REVIEWER_PAGE,
     "run_cancel": _row(302, 405, 403, 405, 403),
     "run_reproduce": _row(302, 405, 403, 405, 403),
+    "run_traces": REVIEWER_PAGE,
+    "trace_list": REVIEWER_PAGE,
+    "trace_detail": REVIEWER_PAGE,  # auditors read cases, not traces
     "feature_index": READER_PAGE,
     "feature_search": READER_PAGE,
     "feature_detail": READER_PAGE,
@@ -73,6 +76,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     "api_prompts": REVIEWER_API,
     "api_runs": REVIEWER_API,
     "api_run": REVIEWER_API,
+    "api_traces": REVIEWER_API,
+    # The matrix's trace has no stored arrays: 410 Gone for those who may read it.
+    "api_trace_tokens": _row(401, 410, 403, 410, 403),
     "api_feature_search": READER_API,
     "api_feature": REVIEWER_API,
     "api_feature_annotation": READER_API,  # GET; PUT and PATCH need annotate_feature
@@ -127,6 +133,7 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
         width=128, hook_point="model.layers.2.output", params_sha256="0" * 64,
     )  # fmt: skip
     run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False)
+    trace = make_trace(run)
     objects: dict[str, Any] = {
         "prompt_set_id": prompt_set.pk,
         "api_prompt_set:pk": prompt_set.pk,
@@ -138,6 +145,8 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
         "code": "UK",
         "run_id": run.pk,
         "api_run:pk": run.pk,
+        "trace_id": trace.pk,
+        "api_trace_tokens:pk": trace.pk,
         "sae_name": sae.name,
         "index": 7,
     }
@@ -159,6 +168,9 @@ def test_missing_objects_are_404_for_those_who_may_see_them(
     cases: list[tuple[str, dict[str, Any], User]] = [
         ("prompt_set_detail", {"prompt_set_id": 999999}, reviewer),
         ("api_prompt_set", {"pk": 999999}, reviewer),
+        ("trace_detail", {"trace_id": 999999}, reviewer),
+        ("run_traces", {"run_id": 999999}, reviewer),
+        ("api_trace_tokens", {"pk": 999999}, reviewer),
         ("retention_profile_edit", {"code": "XX"}, admin),
         ("api_retention_profile", {"code": "XX"}, admin),
     ]

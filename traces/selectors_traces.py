@@ -1,0 +1,179 @@
+"""Reads for the trace list: filters, sorts, the flagged mark, and a page without COUNT(*).
+
+The list stays on index-friendly paths: a feature filter or sort joins the per-(trace, feature)
+index ``TraceFeature`` (indexed on feature, max_activation), the flagged mark is one EXISTS per
+listed trace on the (trace, feature) unique index, and pages are fetched as ``LIMIT n + 1`` so
+that no query counts a table of 100k traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from operator import or_
+from typing import Any
+
+from django.db.models import (
+    BooleanField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+)
+
+from traces.models import SAFETY_TAGS, AnalysisRun, FeatureAnnotation, Trace, TraceFeature
+
+# sort key -> (label, ORDER BY); every ordering ends in pk so pages never overlap.
+SORTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    # Within a run, prompt order; across runs, newest run first, then the order the run
+    # stored its traces (prompt order): (run_id, pk) stays on the run foreign key's index.
+    "": ("Run, then prompt order", ("-run_id", "pk")),
+    "-tokens": ("Tokens, most first", ("-tokens", "-pk")),
+    "tokens": ("Tokens, fewest first", ("tokens", "pk")),
+    "-l0": ("L0, highest first", ("-l0", "-pk")),
+    "l0": ("L0, lowest first", ("l0", "pk")),
+    "-fvu": ("FVU, highest first", ("-fvu", "-pk")),
+    "fvu": ("FVU, lowest first", ("fvu", "pk")),
+    "-resid_norm": ("Residual norm, highest first", ("-resid_norm", "-pk")),
+    "resid_norm": ("Residual norm, lowest first", ("resid_norm", "pk")),
+    "-feature": ("Feature activation, highest first", ("-feature_value", "-pk")),
+    "feature": ("Feature activation, lowest first", ("feature_value", "pk")),
+}
+FEATURE_SORTS = ("-feature", "feature")
+
+
+@dataclass(frozen=True)
+class TraceQuery:
+    """What the list shows. ``feature`` alone keeps traces where the feature fired (is among
+    some token's kept top-k, BOS left out as in the index); with ``above``, where its peak
+    exceeds ``above``."""
+
+    run: int | None = None
+    prompt_set: int | None = None
+    profile: str = ""
+    text: str = ""
+    feature: int | None = None
+    above: float | None = None
+    flagged: bool | None = None
+    sort: str = ""
+
+
+def watched_by_sae(sae_ids: list[int] | None = None) -> dict[int, dict[int, float]]:
+    """{sae id: {feature index: watch threshold}} in one query; same rule as
+    ``selectors_features.watched_features`` (a threshold and a safety-vocabulary tag)."""
+    rows = FeatureAnnotation.objects.filter(watch_threshold__isnull=False)
+    if sae_ids is not None:
+        rows = rows.filter(sae_id__in=sae_ids)
+    watched: dict[int, dict[int, float]] = {}
+    for sae_id, index, tags, threshold in rows.values_list(
+        "sae_id", "index", "tags", "watch_threshold"
+    ):
+        if threshold is not None and set(tags) & set(SAFETY_TAGS):
+            watched.setdefault(sae_id, {})[index] = threshold
+    return watched
+
+
+def _flagged(watched: dict[int, dict[int, float]]) -> Q | None:
+    """True where some watched feature of the trace's SAE peaks above its threshold."""
+    per_sae = []
+    for sae_id, features in watched.items():
+        over = reduce(
+            or_, (Q(feature=f, max_activation__gt=t) for f, t in sorted(features.items()))
+        )
+        hits = TraceFeature.objects.filter(over, trace=OuterRef("pk"))
+        per_sae.append(Q(run__sae_id=sae_id) & Q(Exists(hits)))
+    return reduce(or_, per_sae) if per_sae else None
+
+
+def trace_list(query: TraceQuery) -> QuerySet[Trace]:
+    """Traces matching ``query`` in its order, each with ``flagged`` and ``feature_value`` (the
+    chosen feature's peak in the trace, or None)."""
+    traces = Trace.objects.select_related("prompt", "run__sae", "run__profile")
+    if query.run is not None:
+        traces = traces.filter(run_id=query.run)
+    if query.prompt_set is not None:
+        traces = traces.filter(run__prompt_set_id=query.prompt_set)
+    if query.profile:
+        traces = traces.filter(run__profile__code=query.profile)
+    if query.text:
+        traces = traces.filter(
+            Q(prompt__text__icontains=query.text) | Q(completion__icontains=query.text)
+        )
+    if query.feature is not None:
+        # One join on the index, filtered and read by the same alias: the (feature,
+        # -max_activation) index drives both the filter and a sort by the feature.
+        condition = {"features__feature": query.feature}
+        if query.above is not None:
+            condition["features__max_activation__gt"] = query.above  # type: ignore[assignment]
+        traces = traces.filter(**condition).annotate(feature_value=F("features__max_activation"))
+    else:
+        traces = traces.annotate(feature_value=Value(None, output_field=FloatField()))
+    sae_ids = None
+    if query.run is not None:
+        sae_ids = list(AnalysisRun.objects.filter(pk=query.run).values_list("sae_id", flat=True))
+    flag = _flagged(watched_by_sae(sae_ids))
+    if flag is None:
+        traces = traces.annotate(flagged=Value(False, output_field=BooleanField()))
+        if query.flagged:
+            traces = traces.none()
+    else:
+        traces = traces.annotate(flagged=ExpressionWrapper(flag, output_field=BooleanField()))
+        if query.flagged is not None:
+            traces = traces.filter(flag if query.flagged else ~flag)
+    sort = query.sort if query.sort in SORTS else ""
+    if sort in FEATURE_SORTS and query.feature is None:
+        sort = ""
+    if not sort and query.run is not None:
+        return traces.order_by("prompt__position", "pk")
+    return traces.order_by(*SORTS[sort][1])
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a list, found without counting it: ``has_next`` comes from fetching one
+    row more than the page holds."""
+
+    items: list[Any]
+    number: int
+    per_page: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def first_index(self) -> int:
+        return (self.number - 1) * self.per_page + 1
+
+
+def list_page(rows: QuerySet[Any], number: int, per_page: int) -> ListPage:
+    number = max(1, number)
+    start = (number - 1) * per_page
+    items = list(rows[start : start + per_page + 1])
+    return ListPage(
+        items=items[:per_page], number=number, per_page=per_page, has_next=len(items) > per_page
+    )
+
+
+def trace_neighbours(trace: Trace) -> dict[str, int | None]:
+    """The ids of the run's traces before and after ``trace`` in prompt order."""
+    siblings = Trace.objects.filter(run_id=trace.run_id)
+    position = trace.prompt.position
+    before = (
+        siblings.filter(prompt__position__lt=position)
+        .order_by("-prompt__position")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    after = (
+        siblings.filter(prompt__position__gt=position)
+        .order_by("prompt__position")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return {"previous": before, "next": after}

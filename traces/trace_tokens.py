@@ -1,0 +1,163 @@
+"""One trace's tokens with their kept features, read from the run's chunk files.
+
+One decode of the trace's rows (``traces.bundle``), one tokenizer call for every token string
+(the cached ``tokenizers`` tokenizer, never torch, as in ``traces.feature_tokens``) and one query
+for the annotations of every feature the trace holds: a 1000-token trace costs no per-token
+query.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from traces.feature_tokens import Decode, tokenizer_decode
+from traces.models import FeatureAnnotation, Trace
+from traces.selectors_traces import watched_by_sae
+
+log = logging.getLogger(__name__)
+
+BOS_PIECE = "<bos>"
+_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+# Whitespace made visible; the strip breaks its line after a newline, as the text does.
+VISIBLE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
+# An ``IN`` list longer than this becomes one read of the SAE's annotations (SQLite caps
+# the number of query parameters).
+_IN_LIMIT = 500
+
+
+class ArraysGone(Exception):
+    """The trace's chunk files are gone (purged by retention) or unreadable."""
+
+
+def piece_text(piece: str) -> str:
+    """The text a vocabulary piece stands for: SentencePiece's ``▁`` is a space, and a
+    byte-fallback piece (``<0x0A>``) is its byte when that byte is ASCII."""
+    return _BYTE.sub(
+        lambda m: chr(int(m.group(1), 16)) if int(m.group(1), 16) < 0x80 else m.group(0),
+        piece.replace("▁", " "),
+    )
+
+
+def visible_text(text: str) -> str:
+    """``text`` with spaces, newlines and tabs drawn (· ↵ →); empty becomes ∅."""
+    return "".join(VISIBLE.get(ch, ch) for ch in text) or "∅"
+
+
+@dataclass(frozen=True)
+class Label:
+    label: str
+    tags: list[str]
+    safety_tags: list[str]
+    watch_threshold: float | None
+
+
+@dataclass
+class Token:
+    position: int
+    token_id: int
+    text: str  # what the piece stands for
+    shown: str  # ``text`` with whitespace drawn
+    is_bos: bool
+    is_completion: bool
+    l0: int
+    recon_err: float
+    resid_norm: float
+    features: list[tuple[int, float]]  # kept latents, strongest first
+
+    @property
+    def err_ratio(self) -> float:
+        """This token's share of unexplained variance: recon_err / resid_norm²."""
+        return self.recon_err / (self.resid_norm**2) if self.resid_norm > 0 else 0.0
+
+    @property
+    def newlines(self) -> int:
+        return self.text.count("\n")
+
+
+@dataclass
+class TraceTokens:
+    trace: Trace
+    tokens: list[Token]
+    labels: dict[int, Label] = field(default_factory=dict)  # annotated features of the trace
+    watched: dict[int, float] = field(default_factory=dict)  # {feature: threshold} of the SAE
+
+    def label(self, index: int) -> str:
+        found = self.labels.get(index)
+        return found.label if found else ""
+
+
+def trace_arrays(trace: Trace) -> dict[str, np.ndarray]:
+    """The trace's dense rows: ``token_ids [tokens]``, ``top_idx``/``top_val [tokens, top_k]``
+    and the per-token metrics. Raises ``ArraysGone`` when its chunk cannot be read."""
+    from traces.bundle import decode_rows, read_chunk_files
+
+    try:
+        files = read_chunk_files(trace.run.artifact_prefix, trace.chunk)
+    except OSError as exc:
+        log.info("trace %s: chunk %s unreadable (%s)", trace.pk, trace.chunk, exc)
+        raise ArraysGone(str(exc)) from exc
+    return decode_rows(files, top_k=trace.run.top_k, start=trace.row, stop=trace.row + trace.tokens)
+
+
+def annotation_labels(sae_id: int, indices: set[int]) -> dict[int, Label]:
+    """Labels and tags of the annotated features among ``indices``, in one query."""
+    rows = FeatureAnnotation.objects.filter(sae_id=sae_id)
+    if len(indices) <= _IN_LIMIT:
+        rows = rows.filter(index__in=sorted(indices))
+    labels = {}
+    for annotation in rows.only("index", "label", "tags", "watch_threshold"):
+        if annotation.index in indices:
+            labels[annotation.index] = Label(
+                label=annotation.label,
+                tags=list(annotation.tags),
+                safety_tags=annotation.safety_tags,
+                watch_threshold=annotation.watch_threshold,
+            )
+    return labels
+
+
+def trace_token_view(trace: Trace, decode: Decode | None = None) -> TraceTokens:
+    """Every captured token of ``trace`` with its metrics and kept features, plus the labels of
+    those features and the SAE's watched features. Raises ``ArraysGone``."""
+    arrays = trace_arrays(trace)
+    ids = [int(i) for i in arrays["token_ids"]]
+    pieces = (decode or tokenizer_decode)(ids)
+    top_idx = arrays["top_idx"]
+    # Python lists once: per-token numpy indexing would cost more than the rest of the page.
+    idx_rows, val_rows = top_idx.tolist(), arrays["top_val"].astype(np.float32).tolist()
+    l0s, errs = arrays["l0"].tolist(), arrays["recon_err"].tolist()
+    norms, completion = arrays["resid_norm"].tolist(), arrays["is_completion"].tolist()
+    tokens = []
+    for position, (token_id, piece) in enumerate(zip(ids, pieces, strict=True)):
+        text = piece_text(piece)
+        is_bos = position == 0
+        tokens.append(
+            Token(
+                position=position,
+                token_id=token_id,
+                text=text,
+                shown="BOS" if is_bos and piece == BOS_PIECE else visible_text(text),
+                is_bos=is_bos,
+                is_completion=bool(completion[position]),
+                l0=l0s[position],
+                recon_err=errs[position],
+                resid_norm=norms[position],
+                features=[
+                    (f, v)
+                    for f, v in zip(idx_rows[position], val_rows[position], strict=True)
+                    if f >= 0
+                ],
+            )
+        )
+    indices = {int(f) for f in np.unique(top_idx[top_idx >= 0])}
+    sae_id = trace.run.sae_id
+    return TraceTokens(
+        trace=trace,
+        tokens=tokens,
+        labels=annotation_labels(sae_id, indices),
+        watched=watched_by_sae([sae_id]).get(sae_id, {}),
+    )
