@@ -15,10 +15,12 @@ from scopeweb.jobs import views as jobs
 from scopeweb.retention import api as retention_api
 from scopeweb.retention import views as retention
 from traces import api as traces_api
+from traces import api_compare as compare_api
 from traces import api_features as features_api
 from traces import api_runs as runs_api
 from traces import api_traces as traces_api_traces
 from traces import views as traces
+from traces import views_compare as compare_views
 from traces import views_features as features
 from traces import views_runs as runs
 from traces import views_traces as trace_views
@@ -79,6 +81,7 @@ urlpatterns = [
     path("runs/<int:run_id>/traces/", trace_views.trace_list_view, name="run_traces"),
     path("traces/", trace_views.trace_list_view, name="trace_list"),
     path("traces/<int:trace_id>/", trace_views.trace_detail, name="trace_detail"),
+    path("runs/compare/", compare_views.run_compare, name="run_compare"),
     # features and annotations
     path("features/", features.feature_index, name="feature_index"),
     path("saes/<slug:sae_name>/features/", features.feature_search, name="feature_search"),
@@ -122,6 +125,7 @@ urlpatterns = [
     path("api/runs/", runs_api.RunListApi.as_view(), name="api_runs"),
     path("api/runs/<int:pk>/", runs_api.RunDetailApi.as_view(), name="api_run"),
     path("api/traces/", traces_api_traces.TraceListApi.as_view(), name="api_traces"),
+    path("api/runs/compare/", compare_api.RunCompareApi.as_view(), name="api_run_compare"),
     path(
         "api/traces/<int:pk>/tokens/",
         traces_api_traces.TraceTokensApi.as_view(),

@@ -59,6 +59,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "run_reproduce": _row(302, 405, 403, 405, 403),
     "run_traces": REVIEWER_PAGE,
     "trace_list": REVIEWER_PAGE,
+    "run_compare": REVIEWER_PAGE,
     "trace_detail": REVIEWER_PAGE,  # auditors read cases, not traces
     "feature_index": READER_PAGE,
     "feature_search": READER_PAGE,
@@ -77,6 +78,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "api_runs": REVIEWER_API,
     "api_run": REVIEWER_API,
     "api_traces": REVIEWER_API,
+    "api_run_compare": _row(401, 400, 403, 400, 403),  # without ?a=&b=: a 400 naming them
     # The matrix's trace has no stored arrays: 410 Gone for those who may read it.
     "api_trace_tokens": _row(401, 410, 403, 410, 403),
     "api_feature_search": READER_API,
