@@ -270,3 +270,7 @@ class FeatureAnnotationChange(models.Model):
 
     def __str__(self) -> str:
         return f"annotation {self.annotation_id} changed at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+# Models of this app kept in files of their own; imported here so Django finds them.
+from traces.models_triage import TriageReview as TriageReview  # noqa: E402

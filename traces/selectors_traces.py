@@ -77,8 +77,9 @@ def watched_by_sae(sae_ids: list[int] | None = None) -> dict[int, dict[int, floa
     return watched
 
 
-def _flagged(watched: dict[int, dict[int, float]]) -> Q | None:
-    """True where some watched feature of the trace's SAE peaks above its threshold."""
+def flagged_condition(watched: dict[int, dict[int, float]]) -> Q | None:
+    """A filter on ``Trace``: true where some watched feature of the trace's SAE peaks above
+    its threshold (``watched`` as from ``watched_by_sae``); None when nothing is watched."""
     per_sae = []
     for sae_id, features in watched.items():
         over = reduce(
@@ -115,7 +116,7 @@ def trace_list(query: TraceQuery) -> QuerySet[Trace]:
     sae_ids = None
     if query.run is not None:
         sae_ids = list(AnalysisRun.objects.filter(pk=query.run).values_list("sae_id", flat=True))
-    flag = _flagged(watched_by_sae(sae_ids))
+    flag = flagged_condition(watched_by_sae(sae_ids))
     if flag is None:
         traces = traces.annotate(flagged=Value(False, output_field=BooleanField()))
         if query.flagged:

@@ -1,21 +1,29 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access
 from traces import selectors
 from traces.forms import RunStartForm
 from traces.models import AnalysisRun
+from traces.selectors_run_metrics import METRICS, SHORT_NAMES, RunMetrics, run_metrics
 from traces.services.runs import (
     run_cancel,
     run_reproduce,
     run_reproduction_check,
     run_start,
 )
+from traces.svg_plots import histogram_svg
+
+HISTOGRAM_BINS = 20
 
 
 @access("start_analysis")
@@ -40,6 +48,24 @@ def run_start_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
     return redirect("run_detail", run_id=run.pk)
 
 
+def metric_plots(metrics: RunMetrics) -> list[SafeString]:
+    """One histogram per metric, with the baseline's band when there is one."""
+    bands = metrics.anomalies.bands if metrics.anomalies else {}
+    return [
+        # histogram_svg escapes every text it draws.
+        mark_safe(  # noqa: S308
+            histogram_svg(
+                metrics.values[name],
+                HISTOGRAM_BINS,
+                f"{capfirst(SHORT_NAMES[name])} of a trace (bar height: traces)",
+                title=title,
+                band=bands.get(name),
+            )
+        )
+        for name, title in METRICS.items()
+    ]
+
+
 @access("browse_traces")
 def run_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.run_list(), 50).get_page(request.GET.get("page"))
@@ -52,12 +78,21 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "traces/_run_progress.html", {"run": run, "job": run.job})
     traces = run.traces.select_related("prompt").order_by("prompt__position")[:100]
-    context = {
+    context: dict[str, Any] = {
         "run": run,
         "job": run.job,
         "traces": traces,
         "reproduction": run_reproduction_check(run) if run.job.finished else None,
     }
+    if run.job.finished and traces:
+        raw = request.GET.get("baseline", "")
+        metrics = run_metrics(run, int(raw) if raw.isdigit() and len(raw) < 10 else None)
+        context["metrics"] = metrics
+        context["feature_tables"] = [
+            ("Fire in the most traces", metrics.most_traces),
+            ("Fire most strongly (peak activation)", metrics.strongest),
+        ]
+        context["plots"] = metric_plots(metrics)
     return render(request, "traces/run_detail.html", context)
 
 

@@ -47,7 +47,7 @@ def test_worker_runs_an_analysis_started_through_the_api(
     assert Trace.objects.filter(run_id=run_id).count() == 3
     assert TraceFeature.objects.filter(trace__run_id=run_id).exists()
     page = client.get(reverse("run_detail", args=[run_id])).content.decode()
-    assert "Succeeded" in page and "Features in the most traces" in page
+    assert "Succeeded" in page and "Fire in the most traces" in page
 
 
 def test_a_killed_worker_resumes_from_its_last_chunk_on_retry(

@@ -1,0 +1,30 @@
+"""Decisions on traces in the triage queue."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+
+from traces.models import Trace, TriageReview
+from traces.selectors_triage import triage_reviewed, tripped_features
+
+
+class TriageRefused(Exception):
+    """The decision cannot be taken: the trace is not (or no longer) in the triage queue."""
+
+
+def triage_decide(*, trace: Trace, user: User, decision: str, note: str = "") -> TriageReview:
+    """Record ``user``'s ``decision`` on ``trace``: ``reviewed`` takes it out of the queue for
+    everyone, ``skipped`` sends it to the back of ``user``'s queue. Raises ``TriageRefused``
+    when the trace trips no watched feature or was already marked reviewed."""
+    if decision not in TriageReview.Decision.values:
+        raise ValueError(f"unknown decision {decision!r}")
+    if not tripped_features([trace]).get(trace.pk):
+        raise TriageRefused(f"Trace {trace.pk} trips no watched feature: it is not in the queue.")
+    done = triage_reviewed(trace)
+    if done is not None:
+        who = done.reviewer.get_username() if done.reviewer else "a deleted user"
+        raise TriageRefused(
+            f"Trace {trace.pk} was already marked reviewed by {who} "
+            f"at {done.decided_at:%Y-%m-%d %H:%M} UTC."
+        )
+    return TriageReview.objects.create(trace=trace, reviewer=user, decision=decision, note=note)
