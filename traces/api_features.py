@@ -36,6 +36,7 @@ from traces.services.annotations import (
     annotations_parse,
 )
 from traces.services.feature_labels import feature_label_suggestion
+from traces.services.feature_stats import feature_promoted_pieces
 
 
 def _sae(name: str) -> SaeRecord:
@@ -170,7 +171,7 @@ class FeatureLabelSuggestionApi(APIView):
     def get(self, request: Request, sae_name: str, index: int) -> Response:
         sae, index = _feature(sae_name, index)
         top_tokens = feature_top_tokens(sae, index)
-        promoted: list[str] = []
+        promoted = feature_promoted_pieces(sae, index)
         label = feature_label_suggestion(sae, index, top_tokens, promoted)
         data = {"label": label, "top_tokens": top_tokens, "promoted": promoted}
         return Response(LabelSuggestionSerializer(data).data)

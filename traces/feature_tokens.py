@@ -41,6 +41,27 @@ def _chunk_files(prefix: str, chunk: int) -> Any:
         return None
 
 
+def feature_peak_traces(
+    sae: SaeRecord, index: int, limit: int
+) -> list[tuple[TraceFeature, dict[str, bytes] | None]]:
+    """The index rows of the feature's ``limit`` strongest traces, strongest first, each with
+    its chunk's files (each chunk read once; None when they are gone)."""
+    rows = list(
+        TraceFeature.objects.filter(trace__run__sae=sae, feature=index)
+        .select_related("trace__run", "trace__prompt")
+        .order_by("-max_activation", "pk")[:limit]
+    )
+    chunks: dict[tuple[int, int], dict[str, bytes] | None] = {}
+    found = []
+    for row in rows:
+        trace = row.trace
+        key = (trace.run_id, trace.chunk)
+        if key not in chunks:
+            chunks[key] = _chunk_files(trace.run.artifact_prefix, trace.chunk)
+        found.append((row, chunks[key]))
+    return found
+
+
 def feature_top_tokens(
     sae: SaeRecord, index: int, *, limit: int = 20, decode: Decode | None = None
 ) -> list[str]:
@@ -50,22 +71,13 @@ def feature_top_tokens(
     """
     from traces.bundle import decode_rows
 
-    rows = list(
-        TraceFeature.objects.filter(trace__run__sae=sae, feature=index)
-        .select_related("trace__run")
-        .order_by("-max_activation", "pk")[:limit]
-    )
-    chunks: dict[tuple[int, int], Any] = {}
     ids: list[int] = []
-    for row in rows:
+    for row, files in feature_peak_traces(sae, index, limit):
         trace = row.trace
-        key = (trace.run_id, trace.chunk)
-        if key not in chunks:
-            chunks[key] = _chunk_files(trace.run.artifact_prefix, trace.chunk)
-        if chunks[key] is None:
+        if files is None:
             continue
         # Rows [row + 1, row + tokens): the trace without its BOS token.
-        arrays = decode_rows(chunks[key], trace.run.top_k, trace.row + 1, trace.row + trace.tokens)
+        arrays = decode_rows(files, trace.run.top_k, trace.row + 1, trace.row + trace.tokens)
         hits = arrays["top_idx"] == index  # [tokens, top_k]
         if not hits.any():
             continue

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from traces.models import (
     SAFETY_TAGS,
     FeatureAnnotation,
     FeatureAnnotationChange,
     SaeRecord,
+    Trace,
     TraceFeature,
 )
 
@@ -109,3 +110,91 @@ def feature_top_examples(sae: SaeRecord, index: int, limit: int = 10) -> QuerySe
         .select_related("trace__prompt", "trace__run")
         .order_by("-max_activation", "pk")[:limit]
     )
+
+
+def feature_peaks(sae: SaeRecord, index: int) -> list[float]:
+    """The feature's peak activation in each trace where it fired, for its histogram."""
+    return list(
+        TraceFeature.objects.filter(trace__run__sae=sae, feature=index).values_list(
+            "max_activation", flat=True
+        )
+    )
+
+
+@dataclass(frozen=True)
+class FeatureDensity:
+    active: int  # captured tokens where the feature is among the kept latents
+    tokens: int  # captured tokens of every trace of the SAE's runs, BOS excluded
+    traces: int  # traces of the SAE's runs
+
+    @property
+    def share(self) -> float | None:
+        return self.active / self.tokens if self.tokens else None
+
+    @property
+    def percent(self) -> str:
+        return "—" if self.share is None else f"{100 * self.share:.3g} %"
+
+
+def feature_density(sae: SaeRecord, index: int) -> FeatureDensity:
+    """Share of captured tokens where the feature is active, BOS left out of both counts (the
+    index leaves it out). A feature outside a token's kept top-k counts as inactive there."""
+    active = TraceFeature.objects.filter(trace__run__sae=sae, feature=index).aggregate(
+        n=Sum("count")
+    )["n"]
+    totals = Trace.objects.filter(run__sae=sae).aggregate(tokens=Sum("tokens"), traces=Count("id"))
+    tokens = (totals["tokens"] or 0) - totals["traces"]
+    return FeatureDensity(active=active or 0, tokens=max(tokens, 0), traces=totals["traces"])
+
+
+@dataclass(frozen=True)
+class CoFeature:
+    index: int
+    shared: int  # traces among the scanned ones where both fired
+    share: float  # ``shared`` over the scanned traces
+    fired_in: int  # traces of the SAE's runs where this one fired at all
+    label: str
+
+
+CO_SCAN = 500
+
+
+def feature_cooccurrence(
+    sae: SaeRecord, index: int, *, scan: int = CO_SCAN, limit: int = 10
+) -> tuple[int, list[CoFeature]]:
+    """The features that fired in most of the same traces as ``index``, scanning the ``scan``
+    traces where it peaked highest. Returns (traces scanned, features by shared traces)."""
+    from traces.trace_tokens import annotation_labels
+
+    traces = list(
+        TraceFeature.objects.filter(trace__run__sae=sae, feature=index)
+        .order_by("-max_activation", "pk")
+        .values_list("trace_id", flat=True)[:scan]
+    )
+    if not traces:
+        return 0, []
+    ranked = list(
+        TraceFeature.objects.filter(trace_id__in=traces)
+        .exclude(feature=index)
+        .values("feature")
+        .annotate(shared=Count("id"))
+        .order_by("-shared", "feature")[:limit]
+    )
+    indices = [row["feature"] for row in ranked]
+    fired_in = dict(
+        TraceFeature.objects.filter(trace__run__sae=sae, feature__in=indices)
+        .values("feature")
+        .annotate(n=Count("id"))
+        .values_list("feature", "n")
+    )
+    labels = annotation_labels(sae.pk, set(indices))
+    return len(traces), [
+        CoFeature(
+            index=row["feature"],
+            shared=row["shared"],
+            share=row["shared"] / len(traces),
+            fired_in=fired_in.get(row["feature"], 0),
+            label=labels[row["feature"]].label if row["feature"] in labels else "",
+        )
+        for row in ranked
+    ]

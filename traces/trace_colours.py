@@ -74,6 +74,11 @@ def _style(palette: tuple[str, ...], value: float, top: float) -> str:
     return f"background:{colour}{ink}"
 
 
+def activation_style(value: float, top: float) -> str:
+    """The strip's inline style for a feature activation on a scale from 0 to ``top``."""
+    return _style(ORANGES, value, top)
+
+
 def _gradient(palette: tuple[str, ...]) -> str:
     return f"linear-gradient(to right, {', '.join(palette[1:])})"
 

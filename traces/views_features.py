@@ -11,10 +11,12 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access, user_may
 from traces import selectors_features as selectors
+from traces.feature_examples import WINDOW, feature_examples
 from traces.feature_tokens import feature_top_tokens
 from traces.forms_features import AnnotationImportForm, FeatureAnnotationForm, FeatureSearchForm
 from traces.models import SaeRecord
@@ -26,8 +28,15 @@ from traces.services.annotations import (
     annotations_parse,
 )
 from traces.services.feature_labels import feature_label_suggestion
+from traces.services.feature_stats import (
+    feature_stats_ready,
+    feature_stats_start,
+    feature_stats_view,
+)
+from traces.svg_plots import histogram_svg
 
 RESULTS_PER_PAGE = 50
+HISTOGRAM_BINS = 24
 
 
 def _feature(sae_name: str, index: int) -> tuple[SaeRecord, int]:
@@ -68,41 +77,99 @@ def feature_search(request: HttpRequest, sae_name: str) -> HttpResponse:
     return render(request, "traces/feature_search.html", context)
 
 
+def _peaks_histogram(peaks: list[float]) -> SafeString | None:
+    if not peaks:
+        return None
+    # histogram_svg escapes every text it draws.
+    return mark_safe(  # noqa: S308
+        histogram_svg(
+            peaks,
+            HISTOGRAM_BINS,
+            "its peak in a trace, BOS excluded (bar height: traces)",
+            title="Peak per trace",
+            width=420,
+            height=200,
+        )
+    )
+
+
 def _detail_context(
     request: HttpRequest, sae: SaeRecord, index: int, form: FeatureAnnotationForm | None = None
 ) -> dict[str, Any]:
     annotation = selectors.annotation_for(sae, index)
     may_annotate = user_may(request.user, "annotate_feature")
+    stats = feature_stats_view(sae, index)
     suggestion = None
     if may_annotate and request.GET.get("suggest") == "1":
         top_tokens = feature_top_tokens(sae, index)
+        promoted = [t.piece for t in stats.lens.promoted] if stats.lens else []
         suggestion = {
-            "label": feature_label_suggestion(sae, index, top_tokens, promoted=[]),
+            "label": feature_label_suggestion(sae, index, top_tokens, promoted=promoted),
             "top_tokens": top_tokens,
+            "promoted": promoted,
         }
     if form is None and may_annotate:
         initial = FeatureAnnotationForm.initial_for(annotation)
         if suggestion and suggestion["label"]:
             initial["label"] = suggestion["label"]
         form = FeatureAnnotationForm(initial=initial)
-    browse = user_may(request.user, "browse_traces")
-    return {
+    context = {
         "sae": sae,
         "index": index,
         "annotation": annotation,
         "history": selectors.annotation_history(sae, index)[:100],
         "form": form,
         "suggestion": suggestion,
-        # Trace figures are for those who may browse traces; auditors read the annotation only.
-        "activity": selectors.feature_activity(sae, index) if browse else None,
-        "examples": selectors.feature_top_examples(sae, index) if browse else None,
+        # From the weights alone, so every reader sees them.
+        "stats": stats,
+        "may_compute": user_may(request.user, "start_analysis"),
     }
+    # Trace figures are for those who may browse traces; auditors read the annotation only.
+    if user_may(request.user, "browse_traces"):
+        scanned, cooccurring = selectors.feature_cooccurrence(sae, index)
+        context |= {
+            "activity": selectors.feature_activity(sae, index),
+            "density": selectors.feature_density(sae, index),
+            "histogram": _peaks_histogram(selectors.feature_peaks(sae, index)),
+            "examples": feature_examples(sae, index),
+            "window": WINDOW,
+            "co_scanned": scanned,
+            "cooccurring": cooccurring,
+        }
+    return context
 
 
 @access("read_annotations")
 def feature_detail(request: HttpRequest, sae_name: str, index: int) -> HttpResponse:
     sae, index = _feature(sae_name, index)
+    if request.htmx:  # type: ignore[attr-defined]
+        # The logit lens section polls while its job runs; it alone is rendered.
+        context = {
+            "sae": sae,
+            "index": index,
+            "stats": feature_stats_view(sae, index),
+            "may_compute": user_may(request.user, "start_analysis"),
+        }
+        return render(request, "traces/_feature_weights.html", context)
     return render(request, "traces/feature_detail.html", _detail_context(request, sae, index))
+
+
+@access("start_analysis")
+@require_POST
+def feature_stats_start_view(request: HttpRequest, sae_name: str) -> HttpResponse:
+    """Queue the SAE's logit lens and decoder neighbours, then go back to the feature."""
+    sae = get_object_or_404(SaeRecord, name=sae_name)
+    back = request.POST.get("index", "")
+    if not feature_stats_ready(sae):
+        job = feature_stats_start(sae, user=request.user)  # type: ignore[arg-type]
+        messages.success(
+            request,
+            f"Queued: {job.title}. It is computed once for all {sae.width} features; this page "
+            "shows it when it is done.",
+        )
+    if back.isdigit() and int(back) < sae.width:
+        return redirect("feature_detail", sae_name=sae.name, index=int(back))
+    return redirect("feature_search", sae_name=sae.name)
 
 
 @access("annotate_feature")

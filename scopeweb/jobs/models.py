@@ -9,6 +9,7 @@ from django.db import models
 class JobKind(models.TextChoices):
     PROMPT_IMPORT = "prompt_import", "Prompt set import"
     ANALYSIS = "analysis", "Analysis run"
+    FEATURE_STATS = "feature_stats", "Logit lens and decoder neighbours"
 
 
 class JobState(models.TextChoices):

@@ -7,13 +7,24 @@ import io
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.urls import reverse
 
 from tests.conftest import client_for
 from tests.factories import make_run, make_sae, make_trace
-from traces.models import FeatureAnnotation, FeatureAnnotationChange, SaeRecord
+from traces.bundle import CHUNK_PARTS, canonicalize, chunk_name, write_chunk
+from traces.feature_examples import feature_examples
+from traces.models import (
+    AnalysisRun,
+    FeatureAnnotation,
+    FeatureAnnotationChange,
+    SaeRecord,
+    Trace,
+)
+from traces.selectors_features import feature_cooccurrence
 from traces.services.annotations import annotation_save
 
 pytestmark = pytest.mark.django_db
@@ -282,3 +293,112 @@ def test_features_page_lists_saes_with_their_annotation_counts(
     response = client_for(auditor).get(reverse("feature_index"))
     assert [(s.name, s.annotated) for s in response.context["saes"]] == [("gemma-l12", 1)]
     assert "Features</a>" in response.content.decode()  # in the navigation
+
+
+# --- top examples, histogram, density, co-occurrence -----------------------------------------
+
+
+def _chunk_with_two_traces(run: AnalysisRun) -> None:
+    """One chunk of 2 traces of 6 tokens (rows 0-5 and 6-11), top-4 latents per token.
+
+    Feature 42 peaks at token 3 of the first trace (3.5) and token 2 of the second (6.25); both
+    BOS rows hold it at 50, an outlier that must not be taken for the peak.
+    """
+    rows, top_k = 12, 4
+    top_idx = np.full((rows, top_k), -1, dtype=np.int32)
+    top_val = np.zeros((rows, top_k), dtype=np.float16)
+    for row, feature, value in [
+        (0, 42, 50.0), (3, 42, 3.5), (4, 42, 1.0), (1, 7, 2.0),
+        (6, 42, 50.0), (8, 42, 6.25), (9, 7, 1.0),
+    ]:  # fmt: skip
+        slot = int((top_idx[row] >= 0).sum())
+        top_idx[row, slot], top_val[row, slot] = feature, value
+    arrays = {
+        "token_ids": np.arange(100, 100 + rows, dtype=np.int32),
+        "top_idx": top_idx,
+        "top_val": top_val,
+        "l0": (top_idx >= 0).sum(axis=1).astype(np.int16),
+        "recon_err": np.ones(rows, dtype=np.float32),
+        "resid_norm": np.full(rows, 10.0, dtype=np.float32),
+        "is_completion": np.zeros(rows, dtype=np.uint8),
+    }
+    canonicalize(arrays)
+    write_chunk(run.artifact_prefix, 0, arrays)
+
+
+@pytest.fixture
+def stored(sae: SaeRecord, monkeypatch: pytest.MonkeyPatch) -> tuple[Trace, Trace]:
+    monkeypatch.setattr(
+        "traces.feature_examples.tokenizer_decode", lambda ids: [f"▁w{i}" for i in ids]
+    )
+    run = make_run(sae=sae, top_k=4)
+    _chunk_with_two_traces(run)
+    first = make_trace(run, 0, {42: (3.5, 2, 3), 7: (2.0, 1, 1)}, row=0, tokens=6)
+    second = make_trace(run, 1, {42: (6.25, 1, 2), 7: (1.0, 1, 3)}, row=6, tokens=6)
+    return first, second
+
+
+def test_top_examples_are_windows_around_the_peak_linking_to_the_trace(
+    sae: SaeRecord, reviewer: User, stored: tuple[Trace, Trace]
+) -> None:
+    first, second = stored
+    response = client_for(reviewer).get(detail_url(sae, 42))
+    examples = response.context["examples"]
+    assert [(e.trace_id, e.peak_position) for e in examples] == [(second.pk, 2), (first.pk, 3)]
+    # BOS (position 0) is never shown, and its outlier value never sets the scale.
+    assert [t.position for t in examples[1].tokens] == [1, 2, 3, 4, 5]
+    assert [t.shown for t in examples[1].tokens][:2] == ["·w101", "·w102"]
+    values = {t.position: t.value for t in examples[1].tokens}
+    assert values == {1: 0.0, 2: 0.0, 3: 3.5, 4: 1.0, 5: 0.0}
+    peak = next(t for t in examples[0].tokens if t.peak)
+    assert peak.position == 2 and "color:#fff" in peak.style  # the strongest: the darkest
+    assert next(t for t in examples[1].tokens if t.position == 1).style == ""
+    page = response.content.decode()
+    assert f'href="/traces/{second.pk}/?feature=42&amp;token=2"' in page
+    assert 'class="tok peak"' in page and "·w108" in page
+
+
+def test_a_window_is_cut_around_the_peak(sae: SaeRecord, stored: tuple[Trace, Trace]) -> None:
+    example = feature_examples(sae, 42, window=1)[1]  # the first trace, peak at token 3
+    assert [t.position for t in example.tokens] == [2, 3, 4]
+    assert example.cut_before and example.cut_after
+
+
+def test_an_example_whose_arrays_are_gone_shows_its_prompt(
+    sae: SaeRecord, reviewer: User, stored: tuple[Trace, Trace]
+) -> None:
+    for part in CHUNK_PARTS:
+        default_storage.delete(chunk_name(stored[0].run.artifact_prefix, 0, part))
+    page = client_for(reviewer).get(detail_url(sae, 42)).content.decode()
+    assert "(token arrays gone)" in page and "a second prompt" in page
+
+
+def test_histogram_and_density_come_from_the_index(
+    sae: SaeRecord, reviewer: User, stored: tuple[Trace, Trace]
+) -> None:
+    response = client_for(reviewer).get(detail_url(sae, 42))
+    # 3 active tokens of 10 captured (2 traces of 6 tokens, BOS excluded).
+    density = response.context["density"]
+    assert (density.active, density.tokens, density.percent) == (3, 10, "30 %")
+    page = response.content.decode()
+    assert "Peak per trace: histogram of 2 traces" in page
+    assert page.count(": 1 traces</title></rect>") == 2  # one bar per trace's peak
+
+
+def test_cooccurring_features_rank_by_shared_traces_with_labels(
+    sae: SaeRecord, reviewer: User, auditor: User, stored: tuple[Trace, Trace]
+) -> None:
+    make_trace(make_run(sae=sae), 0, {7: (1.0, 1, 1), 42: (0.5, 1, 1), 9: (1.0, 1, 1)})
+    annotation_save(sae=sae, index=7, user=reviewer, values={"label": "sentence openers"})
+    response = client_for(reviewer).get(detail_url(sae, 42))
+    assert response.context["co_scanned"] == 3
+    rows = [(c.index, c.shared, c.fired_in, c.label) for c in response.context["cooccurring"]]
+    assert rows == [(7, 3, 3, "sentence openers"), (9, 1, 1, "")]
+    page = response.content.decode()
+    assert f'href="{detail_url(sae, 7)}"' in page and "sentence openers" in page
+    # A smaller scan keeps the strongest traces only.
+    scanned, found = feature_cooccurrence(sae, 42, scan=2)
+    assert scanned == 2 and [(c.index, c.shared) for c in found] == [(7, 2)]
+    # Auditors read the annotation, not what the traces hold.
+    page = client_for(auditor).get(detail_url(sae, 42)).content.decode()
+    assert "Fires together with" not in page and "Top activating examples" not in page

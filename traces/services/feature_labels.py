@@ -2,8 +2,8 @@
 
 The reviewer sees the suggestion in the edit form and accepts or edits it; nothing is saved
 without them. ``top_tokens`` come from the stored traces (``traces.feature_tokens``); ``promoted``
-is meant for the logit lens (the tokens whose logits the feature's decoder direction raises most),
-which is not wired yet, so callers pass ``[]`` for now.
+from the logit lens (the tokens whose logits the feature's decoder direction raises most,
+``traces.services.feature_stats``), ``[]`` while the SAE's logit lens is not computed.
 """
 
 from __future__ import annotations
