@@ -19,11 +19,14 @@ from traces import api_compare as compare_api
 from traces import api_features as features_api
 from traces import api_runs as runs_api
 from traces import api_traces as traces_api_traces
+from traces import api_triage as triage_api
 from traces import views as traces
 from traces import views_compare as compare_views
 from traces import views_features as features
 from traces import views_runs as runs
+from traces import views_text as text_views
 from traces import views_traces as trace_views
+from traces import views_triage as triage
 
 
 class SchemaView(SpectacularAPIView):
@@ -81,7 +84,12 @@ urlpatterns = [
     path("runs/<int:run_id>/traces/", trace_views.trace_list_view, name="run_traces"),
     path("traces/", trace_views.trace_list_view, name="trace_list"),
     path("traces/<int:trace_id>/", trace_views.trace_detail, name="trace_detail"),
+    # triage of flagged traces
+    path("triage/", triage.triage_queue_view, name="triage_queue"),
+    path("triage/<int:trace_id>/", triage.triage_decide_view, name="triage_decide"),
     path("runs/compare/", compare_views.run_compare, name="run_compare"),
+    path("analyze-text/", text_views.text_analysis, name="text_analysis"),
+    path("analyze-text/<uuid:job_id>/", text_views.text_analysis_wait, name="text_analysis_wait"),
     # features and annotations
     path("features/", features.feature_index, name="feature_index"),
     path("saes/<slug:sae_name>/features/", features.feature_search, name="feature_search"),
@@ -94,6 +102,11 @@ urlpatterns = [
         "saes/<slug:sae_name>/features/<int:index>/annotate/",
         features.feature_annotate,
         name="feature_annotate",
+    ),
+    path(
+        "saes/<slug:sae_name>/feature-stats/",
+        features.feature_stats_start_view,
+        name="feature_stats_start",
     ),
     path(
         "saes/<slug:sae_name>/annotations.json",
@@ -130,6 +143,12 @@ urlpatterns = [
         "api/traces/<int:pk>/tokens/",
         traces_api_traces.TraceTokensApi.as_view(),
         name="api_trace_tokens",
+    ),
+    path("api/triage/", triage_api.TriageQueueApi.as_view(), name="api_triage"),
+    path(
+        "api/triage/<int:trace_id>/",
+        triage_api.TriageDecideApi.as_view(),
+        name="api_triage_decide",
     ),
     path(
         "api/saes/<slug:sae_name>/features/",

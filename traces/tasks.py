@@ -30,3 +30,18 @@ def analysis_run_task(self: JobTask, job_id: str) -> None:
     from traces.services.runs import run_execute
 
     run_execute(job_id)
+
+
+@shared_task(**_JOB_TASK, max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
+def analysis_text_task(self: JobTask, job_id: str) -> None:
+    """A pasted text: import it, then analyse it (the analysis queue, where the model is)."""
+    from traces.services.text_analysis import text_analysis_execute
+
+    text_analysis_execute(job_id)
+
+
+@shared_task(**_JOB_TASK, max_retries=2, soft_time_limit=60 * 60, time_limit=60 * 60 + 300)
+def analysis_feature_stats_task(self: JobTask, job_id: str) -> None:
+    from traces.services.feature_stats import feature_stats_execute
+
+    feature_stats_execute(job_id)

@@ -60,11 +60,16 @@ EXPECTED: dict[str, dict[str, int]] = {
     "run_traces": REVIEWER_PAGE,
     "trace_list": REVIEWER_PAGE,
     "run_compare": REVIEWER_PAGE,
+    "text_analysis": REVIEWER_PAGE,
+    "text_analysis_wait": _row(302, 404, 403, 404, 403),  # the matrix's job is no quick analysis
     "trace_detail": REVIEWER_PAGE,  # auditors read cases, not traces
+    "triage_queue": REVIEWER_PAGE,
+    "triage_decide": _row(302, 405, 403, 405, 403),  # POST only, after the role check
     "feature_index": READER_PAGE,
     "feature_search": READER_PAGE,
     "feature_detail": READER_PAGE,
     "feature_annotate": _row(302, 405, 403, 405, 403),  # POST only, after the role check
+    "feature_stats_start": _row(302, 405, 403, 405, 403),  # POST only, after the role check
     "annotations_export": READER_PAGE,
     "annotations_import": REVIEWER_PAGE,
     "job_list": REVIEWER_PAGE,
@@ -81,6 +86,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     "api_run_compare": _row(401, 400, 403, 400, 403),  # without ?a=&b=: a 400 naming them
     # The matrix's trace has no stored arrays: 410 Gone for those who may read it.
     "api_trace_tokens": _row(401, 410, 403, 410, 403),
+    "api_triage": REVIEWER_API,
+    "api_triage_decide": _row(401, 405, 403, 405, 403),  # POST only
     "api_feature_search": READER_API,
     "api_feature": REVIEWER_API,
     "api_feature_annotation": READER_API,  # GET; PUT and PATCH need annotate_feature

@@ -1,0 +1,74 @@
+""" "Which features fire on this text": a pasted text becomes a one-prompt set (through the same
+import checks as any upload) and a run with the chosen SAE, both done by one task on the
+``analysis`` queue; the page then opens the trace."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from scopeweb.jobs.models import Job
+from scopeweb.retention.models import RetentionProfile
+from traces.models import PromptSet, SaeRecord, Trace
+from traces.services.prompt_sets import prompt_set_import, prompt_set_upload
+from traces.services.runs import run_execute, run_start
+
+
+def text_analysis_start(
+    *, user: User | None, sae: SaeRecord, text: str, profile: RetentionProfile, queue: bool = True
+) -> Job:
+    """Store the text as an upload and queue its import + analysis; returns the import job."""
+    data = (json.dumps({"prompt": text}) + "\n").encode()
+    with transaction.atomic():
+        job = prompt_set_upload(
+            user=user,
+            name=f"Pasted text {timezone.now():%Y-%m-%d %H:%M:%S}",
+            description=f"Quick analysis with {sae.name}",
+            profile=profile,
+            file=io.BytesIO(data),
+            filename="pasted-text.jsonl",
+            size=len(data),
+            file_format="jsonl",
+            queue=False,
+        )
+        job.params = job.params | {"quick_analysis_sae": sae.pk}
+        job.save(update_fields=["params"])
+        if queue:
+            transaction.on_commit(lambda: _queue(job.pk))
+    return job
+
+
+def _queue(job_id: uuid.UUID) -> None:
+    from traces.tasks import analysis_text_task
+
+    analysis_text_task.delay(str(job_id))
+
+
+def text_analysis_execute(import_job_id: uuid.UUID | str) -> Trace | None:
+    """Import the pasted text, then run the SAE over it in this process."""
+    job = Job.objects.get(pk=import_job_id)
+    prompt_set = prompt_set_import(import_job_id)
+    if prompt_set is None:  # refused: the import job says why
+        return None
+    run = prompt_set.runs.first() or run_start(
+        user=job.created_by,
+        prompt_set=prompt_set,
+        sae=SaeRecord.objects.get(pk=job.params["quick_analysis_sae"]),
+        queue=False,
+    )
+    run_execute(run.job_id)
+    return Trace.objects.filter(run=run).first()
+
+
+def text_analysis_state(import_job: Job) -> tuple[Job, Trace | None]:
+    """The job to show (the import's, then the run's) and the trace once there is one."""
+    prompt_set = PromptSet.objects.filter(import_job=import_job).first()
+    run = prompt_set.runs.select_related("job").first() if prompt_set else None
+    if run is None:
+        return import_job, None
+    return run.job, Trace.objects.filter(run=run).first()
