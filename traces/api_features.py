@@ -36,7 +36,7 @@ from traces.services.annotations import (
     annotations_parse,
 )
 from traces.services.feature_labels import feature_label_suggestion
-from traces.services.feature_stats import feature_promoted_pieces
+from traces.services.feature_stats import feature_lens, feature_promoted_pieces, feature_stats_ready
 
 
 def _sae(name: str) -> SaeRecord:
@@ -101,6 +101,7 @@ class FeatureApi(APIView):
             "peak": activity.peak,
             "top_examples": selectors.feature_top_examples(sae, index),
             "annotation": _annotation(sae, index),
+            "lens": feature_lens(sae, index) if feature_stats_ready(sae) else None,
         }
         return Response(FeatureSerializer(data).data)
 

@@ -67,6 +67,24 @@ class TopExampleSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class LensTokenSerializer(serializers.Serializer):
+    token_id = serializers.IntegerField()
+    piece = serializers.CharField(help_text="The vocabulary piece (▁ marks a leading space).")
+    value = serializers.FloatField()
+
+
+class NeighbourSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    cosine = serializers.FloatField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a field, not Field.label
+
+
+class FeatureLensSerializer(serializers.Serializer):
+    promoted = LensTokenSerializer(many=True)
+    suppressed = LensTokenSerializer(many=True)
+    neighbours = NeighbourSerializer(many=True)
+
+
 class FeatureSerializer(serializers.Serializer):
     sae = serializers.CharField()
     index = serializers.IntegerField()
@@ -75,6 +93,11 @@ class FeatureSerializer(serializers.Serializer):
     peak = serializers.FloatField(allow_null=True, help_text="Highest activation, BOS excluded.")
     top_examples = TopExampleSerializer(many=True)
     annotation = AnnotationSerializer()
+    lens = FeatureLensSerializer(
+        allow_null=True,
+        help_text="Logit lens and decoder neighbours; null until computed for the SAE "
+        "(POST the feature page's 'Compute the logit lens', or manage.py logit_lens).",
+    )
 
 
 class LabelSuggestionSerializer(serializers.Serializer):

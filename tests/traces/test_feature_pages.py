@@ -279,7 +279,7 @@ def test_api_feature_and_label_suggestion(
     feature = client_for(reviewer).get(api_url("api_feature", sae, index=11)).json()
     assert (feature["traces"], feature["runs"], feature["peak"]) == (1, 1, 2.5)
     assert feature["top_examples"][0]["run"] == run.pk
-    assert feature["annotation"]["label"] == ""
+    assert feature["annotation"]["label"] == "" and feature["lens"] is None  # not computed
 
     monkeypatch.setattr("traces.api_features.feature_top_tokens", lambda sae, index: ["▁Paris"])
     suggestion = client_for(reviewer).get(api_url("api_feature_label_suggestion", sae, index=11))

@@ -166,6 +166,14 @@ def test_the_job_stores_both_artifacts_and_the_page_shows_them(
     # The label suggestion now reads the promoted tokens too.
     response = client_for(reviewer).get(url, {"suggest": "1"})
     assert f"→ “tok{expected[0]}”" in response.context["form"].initial["label"]
+    feature = reverse("api_feature", kwargs={"sae_name": "tiny-sae", "index": 3})
+    lens_json = client_for(reviewer).get(feature).json()["lens"]
+    assert [t["token_id"] for t in lens_json["promoted"]] == expected
+    assert lens_json["neighbours"][0] == {
+        "index": neighbour,
+        "cosine": pytest.approx(lens_json["neighbours"][0]["cosine"]),
+        "label": "my twin",
+    }
     api = reverse("api_feature_label_suggestion", kwargs={"sae_name": "tiny-sae", "index": 3})
     assert client_for(reviewer).get(api).json()["promoted"][:2] == [
         f"▁tok{expected[0]}",
