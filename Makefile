@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: run test lint setup setup-dev clean bench
+.PHONY: run test lint setup setup-dev clean bench bench-pages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,11 @@ clean:
 ## make bench: the engine benchmark (tokens/s against a naive pipeline, MFU, agreement, bytes/token)
 bench: setup
 	$(PY) bench/engine.py $(BENCH_ARGS)
+
+## make bench-pages: seed a SYNTHETIC PostgreSQL database (100k traces, 10M index rows) and
+## measure the trace list, trace view and feature page under 20 concurrent reviewers
+BENCH_DB ?= postgres://postgres@127.0.0.1:5432/scopeweb_bench
+bench-pages: setup
+	createdb -h 127.0.0.1 -U postgres scopeweb_bench 2>/dev/null || true
+	DATABASE_URL=$(BENCH_DB) $(PY) bench/seed_synthetic.py --reset
+	DATABASE_URL=$(BENCH_DB) $(PY) bench/pages.py --seconds 60

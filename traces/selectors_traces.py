@@ -25,7 +25,14 @@ from django.db.models import (
     Value,
 )
 
-from traces.models import SAFETY_TAGS, AnalysisRun, FeatureAnnotation, Trace, TraceFeature
+from traces.models import (
+    SAFETY_TAGS,
+    AnalysisRun,
+    FeatureAnnotation,
+    Prompt,
+    Trace,
+    TraceFeature,
+)
 
 # sort key -> (label, ORDER BY); every ordering ends in pk so pages never overlap.
 SORTS: dict[str, tuple[str, tuple[Any, ...]]] = {
@@ -162,19 +169,24 @@ def list_page(rows: QuerySet[Any], number: int, per_page: int) -> ListPage:
 
 
 def trace_neighbours(trace: Trace) -> dict[str, int | None]:
-    """The ids of the run's traces before and after ``trace`` in prompt order."""
-    siblings = Trace.objects.filter(run_id=trace.run_id)
+    """The ids of the run's traces before and after ``trace`` in prompt order.
+
+    Walks the prompt set's (prompt_set, position) index and looks each step up by the
+    (run, prompt) index, so it stays a few index probes on a run of any size."""
+    prompts = Prompt.objects.filter(
+        prompt_set_id=trace.prompt.prompt_set_id, traces__run_id=trace.run_id
+    )
     position = trace.prompt.position
     before = (
-        siblings.filter(prompt__position__lt=position)
-        .order_by("-prompt__position")
-        .values_list("pk", flat=True)
+        prompts.filter(position__lt=position)
+        .order_by("-position")
+        .values_list("traces__pk", flat=True)
         .first()
     )
     after = (
-        siblings.filter(prompt__position__gt=position)
-        .order_by("prompt__position")
-        .values_list("pk", flat=True)
+        prompts.filter(position__gt=position)
+        .order_by("position")
+        .values_list("traces__pk", flat=True)
         .first()
     )
     return {"previous": before, "next": after}
