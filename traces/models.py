@@ -166,6 +166,15 @@ class Trace(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "prompt"], name="trace_run_prompt_unique")
         ]
+        # The trace list sorts by these, within a run and across runs (either direction).
+        indexes = [models.Index(fields=["run", "id"], name="trace_run_id")] + [
+            index
+            for metric in ("tokens", "l0", "fvu", "resid_norm")
+            for index in (
+                models.Index(fields=["run", metric, "id"], name=f"trace_run_{metric}"),
+                models.Index(fields=[metric, "id"], name=f"trace_{metric}"),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"trace of prompt {self.prompt_id} in run {self.run_id}"

@@ -135,8 +135,8 @@ def trace_list(query: TraceQuery) -> QuerySet[Trace]:
     sort = query.sort if query.sort in SORTS else ""
     if sort in FEATURE_SORTS and query.feature is None:
         sort = ""
-    if not sort and query.run is not None:
-        return traces.order_by("prompt__position", "pk")
+    # Within a run, pk order is prompt order: chunks commit in order, each in prompt order
+    # (traces.services.runs). The default sort ("-run_id", "pk") so walks (run, id).
     return traces.order_by(*SORTS[sort][1])
 
 
