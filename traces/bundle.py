@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import pyarrow.parquet as pq
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+log = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).with_name("bundle.schema.json")
 BUNDLE_FORMAT = "scopeweb-trace-bundle/2"
 ARRAY_NAMES = ("token_ids", "top_idx", "top_val", "l0", "recon_err", "resid_norm", "is_completion")
@@ -172,9 +174,19 @@ def write_chunk(prefix: str, chunk: int, arrays: dict[str, np.ndarray]) -> list[
     names = []
     for part, data in encode_chunk(arrays).items():
         name = chunk_name(prefix, chunk, part)
-        _replace(name, data)
+        store_artifact(name, data)
         names.append(name)
     return names
+
+
+def stored_chunk_files(prefix: str, chunk: int) -> dict[str, bytes] | None:
+    """``read_chunk_files``, or None when the chunk is gone (purged by retention, or not
+    written yet): pages show what remains instead of failing."""
+    try:
+        return read_chunk_files(prefix, chunk)
+    except OSError as exc:
+        log.info("chunk %s of %s unreadable (%s)", chunk, prefix, exc)
+        return None
 
 
 def read_chunk_files(prefix: str, chunk: int) -> dict[str, bytes]:
@@ -187,11 +199,12 @@ def read_chunk_files(prefix: str, chunk: int) -> dict[str, bytes]:
 
 def write_manifest(prefix: str, manifest: dict[str, Any]) -> str:
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    _replace(f"{prefix}/manifest.json", data)
+    store_artifact(f"{prefix}/manifest.json", data)
     return hashlib.sha256(data).hexdigest()
 
 
-def _replace(name: str, data: bytes) -> None:
+def store_artifact(name: str, data: bytes) -> None:
+    """Save ``data`` under exactly ``name`` through Django's storage, replacing what is there."""
     if default_storage.exists(name):
         default_storage.delete(name)
     saved = default_storage.save(name, ContentFile(data))

@@ -11,13 +11,9 @@ loaded only when there is something to decode.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from typing import Any
 
 from traces.models import SaeRecord, TraceFeature
-
-log = logging.getLogger(__name__)
 
 Decode = Callable[[list[int]], list[str]]
 
@@ -31,21 +27,13 @@ def tokenizer_decode(ids: list[int]) -> list[str]:
     return [tokenizer.id_to_token(i) or "" for i in ids]
 
 
-def _chunk_files(prefix: str, chunk: int) -> Any:
-    from traces.bundle import read_chunk_files
-
-    try:
-        return read_chunk_files(prefix, chunk)
-    except OSError as exc:  # purged by retention, or not written yet
-        log.info("feature tokens: chunk %s of %s unreadable (%s)", chunk, prefix, exc)
-        return None
-
-
 def feature_peak_traces(
     sae: SaeRecord, index: int, limit: int
 ) -> list[tuple[TraceFeature, dict[str, bytes] | None]]:
     """The index rows of the feature's ``limit`` strongest traces, strongest first, each with
     its chunk's files (each chunk read once; None when they are gone)."""
+    from traces.bundle import stored_chunk_files
+
     rows = list(
         TraceFeature.objects.filter(trace__run__sae=sae, feature=index)
         .select_related("trace__run", "trace__prompt")
@@ -57,7 +45,7 @@ def feature_peak_traces(
         trace = row.trace
         key = (trace.run_id, trace.chunk)
         if key not in chunks:
-            chunks[key] = _chunk_files(trace.run.artifact_prefix, trace.chunk)
+            chunks[key] = stored_chunk_files(trace.run.artifact_prefix, trace.chunk)
         found.append((row, chunks[key]))
     return found
 

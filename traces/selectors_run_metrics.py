@@ -11,7 +11,6 @@ flagged trace costs no read at all.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -22,8 +21,6 @@ from scopeweb.jobs.models import JobState
 from traces.models import AnalysisRun, FeatureAnnotation, Trace, TraceFeature
 from traces.selectors_features import watched_features
 from traces.selectors_traces import flagged_condition
-
-log = logging.getLogger(__name__)
 
 # field -> what the page calls it
 METRICS: dict[str, str] = {
@@ -182,7 +179,7 @@ def unsafe_output_rate(run: AnalysisRun, watched: dict[int, float]) -> UnsafeOut
     """Traces where a watched feature exceeds its threshold on a completion token."""
     if not run.generate_tokens:
         return UnsafeOutput(rate=None)
-    from traces.bundle import decode_rows, read_chunk_files
+    from traces.bundle import decode_rows, stored_chunk_files
 
     total = Trace.objects.filter(run=run).count()
     condition = flagged_condition({run.sae_id: watched}) if watched else None
@@ -198,10 +195,8 @@ def unsafe_output_rate(run: AnalysisRun, watched: dict[int, float]) -> UnsafeOut
         by_chunk.setdefault(chunk, []).append((row, tokens))
     hits = unreadable = 0
     for chunk, spans in sorted(by_chunk.items()):
-        try:
-            files = read_chunk_files(run.artifact_prefix, chunk)
-        except OSError as exc:
-            log.info("run %s: chunk %s unreadable (%s)", run.pk, chunk, exc)
+        files = stored_chunk_files(run.artifact_prefix, chunk)
+        if files is None:
             unreadable += len(spans)
             continue
         start = min(row for row, _ in spans)

@@ -8,7 +8,6 @@ query.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 
@@ -17,8 +16,6 @@ import numpy as np
 from traces.feature_tokens import Decode, tokenizer_decode
 from traces.models import FeatureAnnotation, Trace
 from traces.selectors_traces import watched_by_sae
-
-log = logging.getLogger(__name__)
 
 BOS_PIECE = "<bos>"
 _BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -93,13 +90,11 @@ class TraceTokens:
 def trace_arrays(trace: Trace) -> dict[str, np.ndarray]:
     """The trace's dense rows: ``token_ids [tokens]``, ``top_idx``/``top_val [tokens, top_k]``
     and the per-token metrics. Raises ``ArraysGone`` when its chunk cannot be read."""
-    from traces.bundle import decode_rows, read_chunk_files
+    from traces.bundle import decode_rows, stored_chunk_files
 
-    try:
-        files = read_chunk_files(trace.run.artifact_prefix, trace.chunk)
-    except OSError as exc:
-        log.info("trace %s: chunk %s unreadable (%s)", trace.pk, trace.chunk, exc)
-        raise ArraysGone(str(exc)) from exc
+    files = stored_chunk_files(trace.run.artifact_prefix, trace.chunk)
+    if files is None:
+        raise ArraysGone(f"chunk {trace.chunk} of run {trace.run_id} is gone")
     return decode_rows(files, top_k=trace.run.top_k, start=trace.row, stop=trace.row + trace.tokens)
 
 

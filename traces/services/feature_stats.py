@@ -29,13 +29,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.contrib.auth.models import User
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.jobs.services import JobError, job_create, job_progress, job_running, job_succeed
+from traces.bundle import store_artifact
 from traces.feature_tokens import Decode, tokenizer_decode
 from traces.models import SaeRecord
 from traces.services.saes import sae_folder
@@ -199,17 +199,9 @@ def feature_stats_write(
         },
         meta | {"what": "decoder cosine neighbours, self excluded"},
     )
-    _replace(f"{folder}/{LOGIT_LENS}", lens)
-    _replace(f"{folder}/{NEIGHBOURS}", neighbours)
+    store_artifact(f"{folder}/{LOGIT_LENS}", lens)
+    store_artifact(f"{folder}/{NEIGHBOURS}", neighbours)
     return folder
-
-
-def _replace(name: str, data: bytes) -> None:
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(data))
-    if saved != name:
-        raise RuntimeError(f"storage saved {name} as {saved}")
 
 
 def _read_row(name: str, index: int) -> dict[str, Any] | None:
