@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "scopeweb.accounts",
     "scopeweb.retention",
     "scopeweb.jobs",
+    "scopeweb.audit",
     "traces",
     "reports",
 ]

@@ -1,6 +1,6 @@
 """Every route declares who reaches it (see scopeweb.accounts.access)."""
 
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -118,6 +118,10 @@ urlpatterns = [
         features.annotations_import_view,
         name="annotations_import",
     ),
+    # audit log, cases, reports (each area keeps its own routes)
+    path("", include("scopeweb.audit.urls")),
+    path("", include("reports.urls_cases")),
+    path("", include("reports.urls_reports")),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<uuid:job_id>/", jobs.job_detail, name="job_detail"),
     # API

@@ -10,6 +10,7 @@ class JobKind(models.TextChoices):
     PROMPT_IMPORT = "prompt_import", "Prompt set import"
     ANALYSIS = "analysis", "Analysis run"
     FEATURE_STATS = "feature_stats", "Logit lens and decoder neighbours"
+    CASE_REPORT = "case_report", "Signed case report"
 
 
 class JobState(models.TextChoices):
