@@ -33,7 +33,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -294,7 +293,9 @@ def main() -> None:
     makers = url_makers(state, rng)
     pages = [p for p in args.pages.split(",") if p in makers]
 
-    access_log = Path(tempfile.mkdtemp(prefix="scopeweb-bench-")) / "access.log"
+    # Under var/bench, not /tmp: a shared machine's /tmp may be cleaned while the run goes on.
+    access_log = ROOT / "var" / "bench" / f"access-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    access_log.parent.mkdir(parents=True, exist_ok=True)
     server = start_server(args.port, args.workers, access_log)
     base = f"http://127.0.0.1:{args.port}"
     results = []

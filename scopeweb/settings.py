@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "scopeweb.retention",
     "scopeweb.jobs",
     "scopeweb.audit",
+    "scopeweb.exports",
     "traces",
     "reports",
 ]
@@ -251,6 +252,16 @@ MODEL_GGUF_PATH = env_str("SCOPEWEB_MODEL_GGUF")
 # The SAEs this project trains and ships, in the Gemma Scope 2 layout.
 SHIPPED_SAE_DIR = env_path("SCOPEWEB_SHIPPED_SAE_DIR", BASE_DIR / "saes")
 HEALTH_BROKER_TIMEOUT = env_float("SCOPEWEB_HEALTH_BROKER_TIMEOUT", 2.0, minimum=0.1)
+
+# --- report signing (reports/signing.py) ----------------------------------------------------
+# The deployment's key and certificate as PKCS#12; the embedded default is the self-signed
+# development key that `manage.py init_signing_key` writes (its passphrase in a file beside it).
+SIGNING_P12_PATH = env_path("SCOPEWEB_SIGNING_P12", DATA_DIR / "signing" / "signing-key.p12")
+SIGNING_P12_PASSPHRASE = env_secret("SCOPEWEB_SIGNING_P12_PASSPHRASE")
+# An RFC 3161 timestamp server; set, every signature carries its timestamp (PAdES B-T).
+SIGNING_TSA_URL = env_str("SCOPEWEB_TSA_URL")
+SIGNING_TSA_TIMEOUT = env_int("SCOPEWEB_TSA_TIMEOUT", 10, minimum=1, maximum=120)
+REPORT_VERIFY_MAX_BYTES = env_int("SCOPEWEB_REPORT_VERIFY_MAX_BYTES", 50_000_000, minimum=1024)
 
 LOGGING = {
     "version": 1,

@@ -88,6 +88,13 @@
     window.history.replaceState(null, "", url);
     const hidden = document.querySelector(".colour-form input[name=token]");
     if (hidden) hidden.value = i;
+    // The "Add to case" form (loaded by htmx) follows the chosen token.
+    const start = document.querySelector("#add-evidence-form input[name=token_start]");
+    const end = document.querySelector("#add-evidence-form input[name=token_end]");
+    if (start && end) {
+      start.value = i;
+      end.value = i + 1;
+    }
   }
 
   function selectFeature(k) {

@@ -1,5 +1,6 @@
-/* The triage queue: r marks the trace reviewed, s skips it, o opens it, n focuses the note,
-   ? toggles the help. The actions are the page's own POST forms; this only presses them. */
+/* The triage queue: r marks the trace reviewed, s skips it, c opens an audit case with it,
+   o opens it, n focuses the note, ? toggles the help. The actions are the page's own POST
+   forms; this only presses them. */
 (function () {
   "use strict";
   const help = document.getElementById("triage-help");
@@ -24,6 +25,7 @@
     const actions = {
       r: () => press("act-reviewed"),
       s: () => press("act-skipped"),
+      c: () => press("act-case"),
       o: () => press("act-open"),
       n: () => note && note.focus(),
       "?": () => toggleHelp(),

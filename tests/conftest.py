@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tests.browser_kit import page, story  # noqa: F401  (fixtures of the browser stories)
 from tests.factories import make_user
 
 

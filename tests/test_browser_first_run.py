@@ -7,49 +7,21 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser_kit import needs_chromium, sign_in, sign_out
 from tests.factories import PASSWORD, make_user
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.worker,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+    needs_chromium,
 ]
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
-        yield page
-        browser.close()
-
-
-def _sign_in(page: Any, base: str, username: str, password: str) -> None:
-    page.goto(f"{base}/account/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-
-
-def _sign_out(page: Any) -> None:
-    page.click("form[action$='/logout/'] button")
 
 
 def _prompt_file(path: Path, count: int, bad_line: int | None = None) -> Path:
@@ -93,7 +65,7 @@ def test_first_run_story(
     base = live_server.url
 
     # The admin makes a reviewer and an auditor.
-    _sign_in(page, base, "admin", PASSWORD)
+    sign_in(page, base, "admin", PASSWORD)
     passwords = {}
     for name, role in [("rita", "reviewer"), ("audrey", "auditor")]:
         page.goto(f"{base}/manage/users/new/")
@@ -101,10 +73,10 @@ def test_first_run_story(
         page.select_option("#id_role", role)
         page.click("button[type=submit]")
         passwords[name] = page.inner_text("#new-password")
-    _sign_out(page)
+    sign_out(page)
 
     # The reviewer uploads 500 prompts and watches them import with token counts.
-    _sign_in(page, base, "rita", passwords["rita"])
+    sign_in(page, base, "rita", passwords["rita"])
     page.goto(f"{base}/prompt-sets/upload/")
     page.fill("#id_name", "five hundred")
     page.select_option("#id_profile", "UK")
@@ -127,10 +99,10 @@ def test_first_run_story(
     page.goto(f"{base}/prompt-sets/")
     assert page.locator("text=broken").count() >= 1  # listed among refused imports
     assert page.locator("a:has-text('five hundred')").count() == 1
-    _sign_out(page)
+    sign_out(page)
 
     # The auditor can neither upload nor edit profiles, and is not offered either.
-    _sign_in(page, base, "audrey", passwords["audrey"])
+    sign_in(page, base, "audrey", passwords["audrey"])
     assert page.locator("a:has-text('Prompt sets')").count() == 0
     assert page.locator("a:has-text('Retention')").count() == 0
     assert page.goto(f"{base}/prompt-sets/upload/").status == 403

@@ -139,6 +139,7 @@ class FeatureAnnotationApi(APIView):
             user=request.user,  # type: ignore[arg-type]
             values=values,
             via=FeatureAnnotationChange.Via.API,
+            request=request,
         )
         return Response(AnnotationSerializer(_annotation(sae, index)).data)
 
@@ -185,7 +186,7 @@ class AnnotationsExportApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, sae_name: str) -> Response:
-        return Response(annotations_export(_sae(sae_name)))
+        return Response(annotations_export(_sae(sae_name), request=request))
 
 
 class AnnotationsImportApi(APIView):
@@ -207,7 +208,7 @@ class AnnotationsImportApi(APIView):
         try:
             upload = request.FILES.get("file")
             data = annotations_parse(upload.read()) if upload is not None else request.data
-            result = annotations_import(sae, data, request.user)  # type: ignore[arg-type]
+            result = annotations_import(sae, data, request.user, request=request)  # type: ignore[arg-type]
         except AnnotationImportError as exc:
             return Response(
                 {"detail": str(exc), "problems": [p.as_dict() for p in exc.problems]},

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
+from scopeweb.audit.services import audit_record
 from traces.models import Trace
 from traces.selectors_traces import list_page, trace_list
 from traces.serializers_traces import TraceQuerySerializer, TraceSerializer, TraceTokensSerializer
@@ -108,6 +109,7 @@ class TraceTokensApi(APIView):
     )
     def get(self, request: Request, pk: int) -> Response:
         trace = get_object_or_404(Trace.objects.select_related("run__sae"), pk=pk)
+        audit_record("trace.view", request=request, obj=trace)
         try:
             view = trace_token_view(trace)
         except ArraysGone:

@@ -73,6 +73,7 @@ class TriageDecideApi(APIView):
                 user=request.user,  # type: ignore[arg-type]
                 decision=body.validated_data["decision"],
                 note=body.validated_data.get("note", ""),
+                request=request,
             )
         except TriageRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)

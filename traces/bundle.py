@@ -5,9 +5,15 @@ on local disk or in S3 alike, and pandas or pyarrow open the files without this 
 - ``chunk-NNNNN.tokens.parquet``: one row per captured token (``token_id``, ``l0``,
   ``recon_err``, ``resid_norm``, ``is_completion``); a trace is rows ``[row, row + tokens)``.
 - ``chunk-NNNNN.features.parquet``: one row per kept (token, latent): ``feature``, ``row`` (the
-  token's row in the tokens file) and ``value``, sorted by feature then row. That order makes
-  the row column a run of small steps and lets Parquet's delta encoding plus zstd store a
-  top-32 token in about 60 bytes instead of 200.
+  token's row in the tokens file) and ``value``, sorted by feature then row within each block
+  of ``ROW_GROUP_TOKENS`` tokens. That order makes the row column a run of small steps and lets
+  Parquet's delta encoding plus zstd store a top-32 token in about 60 bytes instead of 200.
+
+Both files hold one Parquet row group per block of ``ROW_GROUP_TOKENS`` token rows (format /3),
+so a reader decodes only the blocks a trace's rows fall in: a 1000-token trace of a 32-prompt
+chunk reads 2 of 32 blocks. Row groups are found from the row counts (tokens) and the ``row``
+column's min/max statistics (features), which is also how files of format /2 (one sorted row
+group per chunk) still read, whole.
 
 Activation values are float16 rounded to ``VALUE_MANTISSA_BITS`` mantissa bits (relative error
 at most 2^-6, 1.6 %), and ``recon_err``/``resid_norm`` float32 rounded to
@@ -26,7 +32,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +42,8 @@ from django.core.files.storage import default_storage
 
 log = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).with_name("bundle.schema.json")
-BUNDLE_FORMAT = "scopeweb-trace-bundle/2"
+BUNDLE_FORMAT = "scopeweb-trace-bundle/3"  # /2 (one row group per file) reads the same way
+ROW_GROUP_TOKENS = 2048  # +6 % bytes over one row group per chunk; a trace reads 1/8 of it
 ARRAY_NAMES = ("token_ids", "top_idx", "top_val", "l0", "recon_err", "resid_norm", "is_completion")
 TOKEN_COLUMNS = {  # array name -> (column, dtype)
     "token_ids": ("token_id", np.int32),
@@ -113,7 +120,7 @@ def encode_chunk(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
     idx, val = arrays["top_idx"], arrays["top_val"]
     rows, _ = np.nonzero(idx >= 0)
     features, values = idx[idx >= 0], val[idx >= 0]
-    order = np.lexsort((rows, features))
+    order = np.lexsort((rows, features, rows // ROW_GROUP_TOKENS))
     kept = pa.table(
         {
             "feature": features[order].astype(np.int32),
@@ -121,15 +128,18 @@ def encode_chunk(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
             "value": values[order].astype(np.float16),
         }
     )
+    # One row group per block of ROW_GROUP_TOKENS token rows, in both files (at least one).
+    starts = range(0, max(len(idx), 1), ROW_GROUP_TOKENS)
+    ends = np.searchsorted(rows[order] // ROW_GROUP_TOKENS, np.arange(1, len(starts) + 1))
     return {
         "tokens": _parquet(
-            tokens,
+            [tokens.slice(at, ROW_GROUP_TOKENS) for at in starts],
             level=9,
             use_dictionary=["token_id", "l0", "is_completion"],
             column_encoding={"recon_err": "BYTE_STREAM_SPLIT", "resid_norm": "BYTE_STREAM_SPLIT"},
         ),
         "features": _parquet(
-            kept,
+            [kept.slice(a, b - a) for a, b in zip([0, *ends[:-1]], ends, strict=True)],
             level=19,  # about 1 byte per token less than level 9, for 0.1 s per chunk
             use_dictionary=["value"],
             column_encoding={"feature": "DELTA_BINARY_PACKED", "row": "DELTA_BINARY_PACKED"},
@@ -137,28 +147,114 @@ def encode_chunk(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
     }
 
 
-def _parquet(table: pa.Table, level: int, **options: Any) -> bytes:
+def _parquet(groups: list[pa.Table], level: int, **options: Any) -> bytes:
+    """One Parquet file with one row group per table of ``groups`` (same schema)."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression_level=level, **_PARQUET, **options)
+    with pq.ParquetWriter(
+        buffer, groups[0].schema, compression_level=level, **_PARQUET, **options
+    ) as writer:
+        for group in groups:
+            writer.write_table(group, row_group_size=max(group.num_rows, 1))
     return buffer.getvalue()
+
+
+def _tokens_groups(meta: pq.FileMetaData, start: int, stop: int) -> tuple[list[int], int]:
+    """Row groups of a tokens file holding rows ``[start, stop)``, and the first one's row."""
+    groups: list[int] = []
+    first = at = 0
+    for g in range(meta.num_row_groups):
+        rows = meta.row_group(g).num_rows
+        if at < stop and at + rows > start:
+            if not groups:
+                first = at
+            groups.append(g)
+        at += rows
+    return groups, first
+
+
+def _feature_groups(meta: pq.FileMetaData, start: int, stop: int) -> list[int]:
+    """Row groups of a features file that may hold rows in ``[start, stop)`` (by the ``row``
+    column's statistics; a group without them is kept)."""
+    column = meta.schema.to_arrow_schema().get_field_index("row")
+    groups = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(column).statistics
+        if stats is None or not stats.has_min_max or (stats.min < stop and stats.max >= start):
+            groups.append(g)
+    return groups
+
+
+def token_rows(
+    files: dict[str, bytes],
+    start: int = 0,
+    stop: int | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Rows ``[start, stop)`` of a chunk's tokens file (``columns``, default all), reading
+    only the row groups they lie in."""
+    handle = pq.ParquetFile(io.BytesIO(files["tokens"]))
+    stop = handle.metadata.num_rows if stop is None else stop
+    groups, first = _tokens_groups(handle.metadata, start, stop)
+    if not groups:
+        return handle.schema_arrow.empty_table().select(columns or handle.schema_arrow.names)
+    return handle.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
+
+
+def feature_rows(
+    files: dict[str, bytes], start: int, stop: int, feature: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, feature, value) of the kept latents of rows ``[start, stop)`` (only ``feature``'s
+    when given), reading only the row groups that hold those rows. Rows are chunk rows."""
+    handle = pq.ParquetFile(io.BytesIO(files["features"]))
+    groups = _feature_groups(handle.metadata, start, stop)
+    if not groups:
+        empty = np.zeros(0, np.int32)
+        return empty, empty, np.zeros(0, np.float16)
+    kept = handle.read_row_groups(groups)
+    rows = kept.column("row").to_numpy()
+    features = kept.column("feature").to_numpy()
+    wanted = (rows >= start) & (rows < stop)
+    if feature is not None:
+        wanted &= features == feature
+    values = kept.column("value").to_numpy()
+    return rows[wanted], features[wanted], values[wanted]
+
+
+@overload
+def feature_activations(
+    files: dict[str, bytes], feature: int, start: int, stop: int, fired: Literal[False] = ...
+) -> np.ndarray: ...
+@overload
+def feature_activations(
+    files: dict[str, bytes], feature: int, start: int, stop: int, fired: Literal[True]
+) -> np.ndarray | None: ...
+def feature_activations(
+    files: dict[str, bytes], feature: int, start: int, stop: int, fired: bool = False
+) -> np.ndarray | None:
+    """``feature``'s value at each of rows ``[start, stop)`` (float32, 0 where it is not among
+    the token's kept latents), without decoding the other features. With ``fired``, None when
+    it is kept at none of them."""
+    rows, _, values = feature_rows(files, start, stop, feature)
+    if fired and not len(rows):
+        return None
+    dense = np.zeros(stop - start, dtype=np.float32)
+    dense[rows - start] = values.astype(np.float32)
+    return dense
 
 
 def decode_rows(
     files: dict[str, bytes], top_k: int, start: int = 0, stop: int | None = None
 ) -> dict[str, np.ndarray]:
-    """Dense arrays for rows ``[start, stop)`` of a chunk, as the engine hashed them."""
-    tokens = pq.read_table(io.BytesIO(files["tokens"]))
-    stop = tokens.num_rows if stop is None else stop
+    """Dense arrays for rows ``[start, stop)`` of a chunk, as the engine hashed them. Reads
+    only the row groups those rows lie in."""
+    tokens = token_rows(files, start, stop)
+    stop = start + tokens.num_rows
     arrays = {
-        name: tokens.column(column).to_numpy()[start:stop].astype(dtype)
+        name: tokens.column(column).to_numpy().astype(dtype)
         for name, (column, dtype) in TOKEN_COLUMNS.items()
     }
-    kept = pq.read_table(
-        io.BytesIO(files["features"]), filters=[("row", ">=", start), ("row", "<", stop)]
-    )
-    rows = kept.column("row").to_numpy() - start
-    features = kept.column("feature").to_numpy()
-    values = kept.column("value").to_numpy()
+    rows, features, values = feature_rows(files, start, stop)
+    rows = rows - start
     order = np.lexsort((features, -values.astype(np.float32), rows))
     rows, features, values = rows[order], features[order], values[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")

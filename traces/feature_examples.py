@@ -1,25 +1,33 @@
 """A feature's top activating examples: windows of tokens around its peak in its strongest
 traces, coloured by its activation, as Neuronpedia's feature pages show them.
 
-The index (``TraceFeature``) picks the traces; each distinct chunk file is read once and each
-trace's rows decoded through ``traces.bundle``; one tokenizer call turns every window's ids into
-strings. Colours come from the trace strip's scale (``traces.trace_colours``), with one top for
-every window, the strongest example's peak, so windows compare at a glance.
+The index (``TraceFeature``) picks the traces; each distinct chunk file is read once, and of
+each trace only this feature's rows (``traces.bundle.feature_rows``) and the window's token ids
+(``token_rows``) are decoded, from the row groups that hold them; one tokenizer call turns every
+window's ids into strings. A window depends only on the chunk's files, so each process keeps the
+last ``WINDOW_CACHE`` of them keyed by the files' names, sizes and modification times (one
+``stat`` per file instead of a read and a decode; a file that is gone or changed is never
+served from the cache). Colours come from the trace strip's scale (``traces.trace_colours``),
+with one top for every window, the strongest example's peak, so windows compare at a glance.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from django.core.files.storage import default_storage
 
-from traces.feature_tokens import Decode, feature_peak_traces, tokenizer_decode
-from traces.models import SaeRecord, TraceFeature
+from traces.feature_tokens import Decode, feature_peak_rows, tokenizer_decode
+from traces.models import SaeRecord, Trace, TraceFeature
 from traces.trace_colours import activation_style
 from traces.trace_tokens import piece_text, visible_text
 
 EXAMPLES = 20
 WINDOW = 10  # tokens either side of the peak
+WINDOW_CACHE = 4096  # windows kept per process (a few hundred bytes each)
 
 
 @dataclass(frozen=True)
@@ -64,22 +72,28 @@ def feature_examples(
 ) -> list[FeatureExample]:
     """The feature's ``limit`` strongest traces, each as ``window`` tokens either side of its
     peak, strongest first. A trace whose chunk files are gone comes without its window."""
-    from traces.bundle import decode_rows
+    from traces.bundle import stored_chunk_files
 
     found: list[_Found] = []
-    for row, files in feature_peak_traces(sae, index, limit):
+    chunks: dict[tuple[int, int], dict[str, bytes] | None] = {}
+    for row in feature_peak_rows(sae, index, limit):
         trace = row.trace
-        if files is None:
-            found.append(_Found(row, np.zeros(0, np.float32), [], 0, row.first_position))
-            continue
-        arrays = decode_rows(files, trace.run.top_k, trace.row, trace.row + trace.tokens)
-        hits = arrays["top_idx"] == index  # [tokens, top_k]
-        values = (arrays["top_val"].astype(np.float32) * hits).max(axis=1)  # [tokens]
-        values[:1] = 0.0  # BOS: an outlier, and kept out of the index
-        peak = int(values.argmax()) if values.any() else row.first_position
-        start, stop = max(1, peak - window), min(trace.tokens, peak + window + 1)
-        ids = [int(i) for i in arrays["token_ids"][start:stop]]
-        found.append(_Found(row, values[start:stop], ids, start, peak))
+        stamp = _chunk_stamp(trace)
+        key = (stamp, trace.row, trace.tokens, index, window)
+        window_found = _cached(key) if stamp else None
+        if window_found is None:
+            at = (trace.run_id, trace.chunk)
+            if at not in chunks:
+                chunks[at] = stored_chunk_files(trace.run.artifact_prefix, trace.chunk)
+            files = chunks[at]
+            if files is None:
+                found.append(_Found(row, np.zeros(0, np.float32), [], 0, row.first_position))
+                continue
+            window_found = _window(files, trace, row, index, window)
+            if stamp:
+                _remember(key, window_found)
+        values, ids, start, peak = window_found
+        found.append(_Found(row, values, ids, start, peak))
     if not found:
         return []
     pieces = iter((decode or tokenizer_decode)([i for f in found for i in f.ids]))
@@ -112,3 +126,64 @@ def feature_examples(
             )
         )
     return examples
+
+
+_Window = tuple[np.ndarray, list[int], int, int]  # values, token ids, start, peak position
+_WINDOWS: OrderedDict[tuple[object, ...], _Window] = OrderedDict()
+_WINDOWS_LOCK = threading.Lock()
+
+
+def _window(
+    files: dict[str, bytes], trace: Trace, row: TraceFeature, index: int, window: int
+) -> _Window:
+    """The feature's values and the token ids ``window`` tokens either side of its peak in
+    ``trace``, read from only the row groups that hold them."""
+    from traces.bundle import feature_activations, token_rows
+
+    values = feature_activations(files, index, trace.row, trace.row + trace.tokens)
+    values[:1] = 0.0  # BOS: an outlier, and kept out of the index
+    peak = int(values.argmax()) if values.any() else row.first_position
+    start, stop = max(1, peak - window), min(trace.tokens, peak + window + 1)
+    window_ids = token_rows(files, trace.row + start, trace.row + stop, columns=["token_id"])
+    ids = [int(i) for i in window_ids.column("token_id").to_numpy()]
+    return values[start:stop], ids, start, peak
+
+
+def _chunk_stamp(trace: Trace) -> tuple[object, ...] | None:
+    """Name, size and modification time of each of the trace's chunk files, or None when a
+    file cannot be stat-ed (gone, or a storage that cannot tell): then the files are read."""
+    from traces.bundle import CHUNK_PARTS, chunk_name
+
+    stamp: list[object] = []
+    for part in CHUNK_PARTS:
+        name = chunk_name(trace.run.artifact_prefix, trace.chunk, part)
+        try:
+            modified = default_storage.get_modified_time(name)
+            stamp += [_where(name), default_storage.size(name), modified.timestamp()]
+        except (OSError, NotImplementedError):
+            return None
+    return (trace.arrays_sha256, *stamp)
+
+
+def _where(name: str) -> str:
+    """The file's full path where the storage has one (two data directories can hold the same
+    names), else its name."""
+    try:
+        return str(default_storage.path(name))
+    except NotImplementedError:
+        return name
+
+
+def _cached(key: tuple[object, ...]) -> _Window | None:
+    with _WINDOWS_LOCK:
+        found = _WINDOWS.get(key)
+        if found is not None:
+            _WINDOWS.move_to_end(key)
+        return found
+
+
+def _remember(key: tuple[object, ...], found: _Window) -> None:
+    with _WINDOWS_LOCK:
+        _WINDOWS[key] = found
+        while len(_WINDOWS) > WINDOW_CACHE:
+            _WINDOWS.popitem(last=False)

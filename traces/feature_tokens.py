@@ -1,9 +1,10 @@
 """The tokens a feature fires on most strongly, read from stored traces.
 
 The index (``TraceFeature``) says which traces hold the feature's highest peaks; the run's chunk
-files say at which token each peak is. Reading goes through ``traces.bundle`` (``read_chunk_files``
-and ``decode_rows``, which give a trace's dense ``token_ids [tokens]``, ``top_idx`` and ``top_val
-[tokens, top_k]``), so this file follows the bundle format without knowing its layout.
+files say at which token each peak is. Reading goes through ``traces.bundle``
+(``stored_chunk_files``, ``feature_activations`` for one feature's value at each of a trace's
+tokens, ``token_rows`` for token ids), so this file follows the bundle format without knowing
+its layout.
 
 Token ids become strings with the model's tokenizer (the ``tokenizers`` library, never torch),
 loaded only when there is something to decode.
@@ -27,21 +28,29 @@ def tokenizer_decode(ids: list[int]) -> list[str]:
     return [tokenizer.id_to_token(i) or "" for i in ids]
 
 
-def feature_peak_traces(
-    sae: SaeRecord, index: int, limit: int
-) -> list[tuple[TraceFeature, dict[str, bytes] | None]]:
-    """The index rows of the feature's ``limit`` strongest traces, strongest first, each with
-    its chunk's files (each chunk read once; None when they are gone)."""
-    from traces.bundle import stored_chunk_files
+def feature_peak_rows(sae: SaeRecord, index: int, limit: int) -> list[TraceFeature]:
+    """The index rows of the feature's ``limit`` strongest traces, strongest first, with each
+    trace, its run and its prompt."""
+    from traces.selectors_features import sae_index_rows
 
-    rows = list(
-        TraceFeature.objects.filter(trace__run__sae=sae, feature=index)
+    return list(
+        sae_index_rows(sae)
+        .filter(feature=index)
         .select_related("trace__run", "trace__prompt")
         .order_by("-max_activation", "pk")[:limit]
     )
+
+
+def feature_peak_traces(
+    sae: SaeRecord, index: int, limit: int
+) -> list[tuple[TraceFeature, dict[str, bytes] | None]]:
+    """``feature_peak_rows``, each with its chunk's files (each chunk read once; None when they
+    are gone)."""
+    from traces.bundle import stored_chunk_files
+
     chunks: dict[tuple[int, int], dict[str, bytes] | None] = {}
     found = []
-    for row in rows:
+    for row in feature_peak_rows(sae, index, limit):
         trace = row.trace
         key = (trace.run_id, trace.chunk)
         if key not in chunks:
@@ -57,7 +66,7 @@ def feature_top_tokens(
 
     BOS is left out, as in the index. Traces whose chunk files are gone are skipped.
     """
-    from traces.bundle import decode_rows
+    from traces.bundle import feature_activations, token_rows
 
     ids: list[int] = []
     for row, files in feature_peak_traces(sae, index, limit):
@@ -65,12 +74,12 @@ def feature_top_tokens(
         if files is None:
             continue
         # Rows [row + 1, row + tokens): the trace without its BOS token.
-        arrays = decode_rows(files, trace.run.top_k, trace.row + 1, trace.row + trace.tokens)
-        hits = arrays["top_idx"] == index  # [tokens, top_k]
-        if not hits.any():
+        first = trace.row + 1
+        peaks = feature_activations(files, index, first, trace.row + trace.tokens, fired=True)
+        if peaks is None:
             continue
-        peaks = (arrays["top_val"].astype("float32") * hits).max(axis=1)  # [tokens]
-        ids.append(int(arrays["token_ids"][int(peaks.argmax())]))
+        at = first + int(peaks.argmax())
+        ids.append(int(token_rows(files, at, at + 1, columns=["token_id"])["token_id"][0]))
     if not ids:
         return []
     return (decode or tokenizer_decode)(ids)

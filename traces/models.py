@@ -29,6 +29,9 @@ class PromptSet(models.Model):
     import_job = models.OneToOneField(
         "jobs.Job", null=True, on_delete=models.SET_NULL, related_name="prompt_set"
     )
+    expires_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="Set from the profile when imported."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -42,7 +45,13 @@ class Prompt(models.Model):
     position = models.PositiveIntegerField(help_text="0-based order in the file.")
     line = models.PositiveIntegerField(help_text="Line of the file it came from.")
     external_id = models.CharField(max_length=200, blank=True)
-    text = models.TextField()
+    text = models.TextField(help_text="As stored: redacted where the profile requires it.")
+    text_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the original text, redacted or not."
+    )
+    redactions = models.JSONField(
+        default=dict, blank=True, help_text="category -> count of spans redacted before storage"
+    )
     tags = models.JSONField(default=list)
     metadata = models.JSONField(default=dict)
     token_count = models.PositiveIntegerField()
@@ -125,6 +134,12 @@ class AnalysisRun(models.Model):
     pins = models.JSONField(default=dict, help_text="sha256 of model, tokenizer, SAE, prompts")
     summary = models.JSONField(default=dict)
     manifest_sha256 = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="When the run, its traces and its bundle expire (set from the profile).",
+    )
     reproduces = models.ForeignKey(
         "self",
         null=True,

@@ -13,13 +13,12 @@ from functools import reduce
 from operator import or_
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     BooleanField,
-    Exists,
     ExpressionWrapper,
     F,
     FloatField,
-    OuterRef,
     Q,
     QuerySet,
     Value,
@@ -89,18 +88,52 @@ def flagged_condition(watched: dict[int, dict[int, float]]) -> Q | None:
     its threshold (``watched`` as from ``watched_by_sae``); None when nothing is watched."""
     per_sae = []
     for sae_id, features in watched.items():
-        over = reduce(
-            or_, (Q(feature=f, max_activation__gt=t) for f, t in sorted(features.items()))
-        )
-        hits = TraceFeature.objects.filter(over, trace=OuterRef("pk"))
-        per_sae.append(Q(run__sae_id=sae_id) & Q(Exists(hits)))
+        # One index range per watched feature, joined with UNION ALL: each arm reads only the
+        # (feature, max_activation) index (migration 0010), where an OR of the features would
+        # visit one table page per matching row.
+        arms = [
+            TraceFeature.objects.filter(feature=f, max_activation__gt=t).values("trace_id")
+            for f, t in sorted(features.items())
+        ]
+        hits = arms[0].union(*arms[1:], all=True) if len(arms) > 1 else arms[0]
+        per_sae.append(Q(run__sae_id=sae_id) & Q(pk__in=hits))
     return reduce(or_, per_sae) if per_sae else None
+
+
+# A text that more prompts than this hold is searched by walking the list's order (the first
+# page fills at once); a rarer one through the trigram indexes (migration 0009).
+TEXT_COMMON = 2000
+
+
+def text_condition(text: str) -> Q:
+    """A filter on ``Trace``: the prompt or the completion holds ``text`` (case-insensitive).
+
+    On PostgreSQL a rare text is looked up in the trigram indexes, as two subqueries (an OR
+    across the join could use neither index); a common one, and any on SQLite, is checked row by
+    row while the list walks its index, which stops as soon as a page is full. Both forms find
+    the same traces."""
+    by_prompt = Q(prompt__text__icontains=text) | Q(completion__icontains=text)
+    if connection.vendor != "postgresql":
+        return by_prompt
+    prompts = Prompt.objects.filter(text__icontains=text).order_by()
+    if prompts.values("pk")[: TEXT_COMMON + 1].count() > TEXT_COMMON:
+        return by_prompt
+    completions = Trace.objects.filter(completion__icontains=text).values("pk")
+    return Q(prompt_id__in=prompts.values("pk")) | Q(pk__in=completions)
 
 
 def trace_list(query: TraceQuery) -> QuerySet[Trace]:
     """Traces matching ``query`` in its order, each with ``flagged`` and ``feature_value`` (the
     chosen feature's peak in the trace, or None)."""
-    traces = Trace.objects.select_related("prompt", "run__sae", "run__profile")
+    # What the list and its API show, and no more: the runs', SAEs' and prompts' JSON columns
+    # (pins, summary, quality, tags, metadata) would be decoded once per listed row.
+    traces = Trace.objects.select_related("prompt", "run__sae", "run__profile").only(
+        *(f.name for f in Trace._meta.concrete_fields),
+        "prompt__position",
+        "prompt__text",
+        "run__sae__name",
+        "run__profile__code",
+    )
     if query.run is not None:
         traces = traces.filter(run_id=query.run)
     if query.prompt_set is not None:
@@ -108,9 +141,7 @@ def trace_list(query: TraceQuery) -> QuerySet[Trace]:
     if query.profile:
         traces = traces.filter(run__profile__code=query.profile)
     if query.text:
-        traces = traces.filter(
-            Q(prompt__text__icontains=query.text) | Q(completion__icontains=query.text)
-        )
+        traces = traces.filter(text_condition(query.text))
     if query.feature is not None:
         # One join on the index, filtered and read by the same alias: the (feature,
         # -max_activation) index drives both the filter and a sort by the feature.

@@ -38,6 +38,7 @@ def prompt_set_upload_view(request: HttpRequest) -> HttpResponse:
                 filename=upload.name,
                 size=upload.size,
                 file_format=form.cleaned_data["file_format"],
+                request=request,
             )
         except PromptFileError as exc:
             for problem in exc.problems:

@@ -184,6 +184,7 @@ def feature_annotate(request: HttpRequest, sae_name: str, index: int) -> HttpRes
                 index=index,
                 user=request.user,  # type: ignore[arg-type]
                 values=form.values(),
+                request=request,
             )
         except ValidationError as exc:
             for field, problems in exc.message_dict.items():
@@ -203,7 +204,7 @@ def feature_annotate(request: HttpRequest, sae_name: str, index: int) -> HttpRes
 def annotations_export_view(request: HttpRequest, sae_name: str) -> HttpResponse:
     sae = get_object_or_404(SaeRecord, name=sae_name)
     response = HttpResponse(
-        json.dumps(annotations_export(sae), indent=2, ensure_ascii=False) + "\n",
+        json.dumps(annotations_export(sae, request=request), indent=2, ensure_ascii=False) + "\n",
         content_type="application/json",
     )
     response["Content-Disposition"] = f'attachment; filename="{sae.name}-annotations.json"'
@@ -218,7 +219,7 @@ def annotations_import_view(request: HttpRequest, sae_name: str) -> HttpResponse
     if request.method == "POST" and form.is_valid():
         try:
             data = annotations_parse(form.cleaned_data["file"].read())
-            result = annotations_import(sae, data, request.user)  # type: ignore[arg-type]
+            result = annotations_import(sae, data, request.user, request=request)  # type: ignore[arg-type]
         except AnnotationImportError as exc:
             problems = exc.problems
         else:

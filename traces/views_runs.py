@@ -44,6 +44,7 @@ def run_start_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
         dtype=form.cleaned_data["dtype"],
         generate_tokens=form.cleaned_data["generate_tokens"],
         seed=form.cleaned_data["seed"],
+        request=request,
     )
     return redirect("run_detail", run_id=run.pk)
 
@@ -103,7 +104,7 @@ def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
     if run.job.finished:
         messages.error(request, "The run has already finished; there is nothing to cancel.")
     else:
-        run_cancel(run)
+        run_cancel(run, user=request.user, request=request)  # type: ignore[arg-type]
         messages.success(request, "Cancelling: the run stops after its current chunk.")
     return redirect("run_detail", run_id=run.pk)
 
@@ -115,5 +116,5 @@ def run_reproduce_view(request: HttpRequest, run_id: int) -> HttpResponse:
     if run.job.state != "succeeded":
         messages.error(request, "Only a finished run can be reproduced.")
         return redirect("run_detail", run_id=run.pk)
-    rerun = run_reproduce(run, user=request.user)  # type: ignore[arg-type]
+    rerun = run_reproduce(run, user=request.user, request=request)  # type: ignore[arg-type]
     return redirect("run_detail", run_id=rerun.pk)

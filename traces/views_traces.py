@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from scopeweb.accounts.access import access
+from scopeweb.audit.services import audit_record
 from traces import selectors
 from traces.forms_traces import TraceColourForm, TraceFilterForm
 from traces.models import Trace
@@ -52,6 +53,7 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
         Trace.objects.select_related("run__sae", "run__profile", "run__prompt_set", "prompt"),
         pk=trace_id,
     )
+    audit_record("trace.view", request=request, obj=trace)
     colour_form = TraceColourForm(request.GET)
     context: dict[str, object] = {
         "trace": trace,

@@ -1,17 +1,19 @@
 """The triage queue: flagged traces nobody has reviewed, one at a time, worked with the
-keyboard (r reviewed, s skip, o open the trace, ? help)."""
+keyboard (r reviewed, s skip, c open an audit case, o open the trace, ? help)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from reports.services_cases import case_open_from_triage
 from scopeweb.accounts.access import access
-from traces.forms_triage import TriageDecisionForm
+from traces.forms_triage import TriageDecisionForm, TriageOpenCaseForm
 from traces.models import Trace, TriageReview
 from traces.selectors_triage import Tripped, triage_queue, tripped_features
 from traces.services.triage import TriageRefused, triage_decide
@@ -68,6 +70,7 @@ def triage_decide_view(request: HttpRequest, trace_id: int) -> HttpResponse:
             user=request.user,  # type: ignore[arg-type]
             decision=decision,
             note=form.cleaned_data["note"],
+            request=request,
         )
     except TriageRefused as exc:
         messages.error(request, str(exc))
@@ -77,3 +80,35 @@ def triage_decide_view(request: HttpRequest, trace_id: int) -> HttpResponse:
         else:
             messages.info(request, f"Trace {trace.pk} skipped: it moved to the back of your queue.")
     return redirect("triage_queue")
+
+
+@access("work_case")
+@require_POST
+def triage_open_case_view(request: HttpRequest, trace_id: int) -> HttpResponse:
+    """Open an audit case with the trace as evidence, mark the trace reviewed, go to the case."""
+    trace = get_object_or_404(Trace.objects.select_related("run__profile", "run__sae"), pk=trace_id)
+    form = TriageOpenCaseForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+        return redirect("triage_queue")
+    try:
+        case = case_open_from_triage(
+            trace=trace,
+            user=request.user,  # type: ignore[arg-type]
+            note=form.cleaned_data["note"],
+            severity=form.cleaned_data["severity"] or "medium",
+            request=request,
+        )
+    except TriageRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("triage_queue")
+    except ValidationError as exc:
+        problems = exc.message_dict.values() if hasattr(exc, "error_dict") else [exc.messages]
+        reason = " ".join(m for ms in problems for m in ms)
+        messages.error(request, f"No case opened for trace {trace.pk}: {reason}")
+        return redirect("triage_queue")
+    messages.success(
+        request, f"Case {case.pk} opened with trace {trace.pk} as evidence; the trace is reviewed."
+    )
+    return redirect("case_detail", case_id=case.pk)

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.roles import Role
+from scopeweb.audit.services import audit_record
 
 
 def user_roles(user: Any) -> list[Role]:
@@ -26,21 +27,48 @@ def generate_password() -> str:
 
 @transaction.atomic
 def user_create(
-    *, username: str, role: Role, email: str = "", password: str | None = None
+    *,
+    username: str,
+    role: Role,
+    email: str = "",
+    password: str | None = None,
+    request: Any = None,
 ) -> tuple[User, str]:
-    """Make a user with one role; returns the user and the password (generated if not given)."""
+    """Make a user with one role; returns the user and the password (generated if not given).
+    ``request``: the request that asked, for the audit log (None: a command)."""
     password = password or generate_password()
     user = User.objects.create_user(username=username, email=email, password=password)
     user.groups.set([Group.objects.get(name=role.value)])
+    after = {"email": email, "role": role.value, "is_active": user.is_active}
+    audit_record("user.create", request=request, via="command", obj=user, after=after)
     return user, password
 
 
 @transaction.atomic
-def user_update(*, user: User, role: Role, is_active: bool, email: str) -> User:
+def user_update(
+    *, user: User, role: Role, is_active: bool, email: str, request: Any = None
+) -> User:
+    roles = user_roles(user)
+    before: dict[str, Any] = {
+        "email": user.email,
+        "role": roles[0].value if roles else None,
+        "is_active": user.is_active,
+    }
+    after = {"email": email, "role": role.value, "is_active": is_active}
     user.email = email
     user.is_active = is_active
     user.save(update_fields=["email", "is_active"])
     user.groups.set([Group.objects.get(name=role.value)])
+    if before != after:
+        changed = [name for name in after if before[name] != after[name]]
+        audit_record(
+            "user.update",
+            request=request,
+            via="command",
+            obj=user,
+            before={name: before[name] for name in changed},
+            after={name: after[name] for name in changed},
+        )
     return user
 
 
@@ -58,20 +86,36 @@ def admin_ensure(
         existing.is_active = True
         existing.save()
         existing.groups.add(Group.objects.get(name=Role.ADMIN.value))
+        audit_record(
+            "user.update", via="command", obj=existing, after={"role": "admin", "is_active": True}
+        )
         return existing, password
     return user_create(username=username, role=Role.ADMIN, email=email, password=password)
 
 
-def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
+@transaction.atomic
+def api_token_create(*, user: User, name: str, request: Any = None) -> tuple[ApiToken, str]:
     """A new personal token; the key is returned once and only its hash is kept."""
     key = ApiToken.new_key()
     token = ApiToken.objects.create(
         user=user, name=name, prefix=key[:10], key_sha256=ApiToken.hash_key(key)
     )
+    after = {"name": name, "prefix": token.prefix, "owner": user.username}
+    audit_record("token.create", request=request, user=user, via="command", obj=token, after=after)
     return token, key
 
 
-def api_token_revoke(*, token: ApiToken) -> None:
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, request: Any = None) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        audit_record(
+            "token.revoke",
+            request=request,
+            user=token.user,
+            via="command",
+            obj=token,
+            before={"revoked_at": None},
+            after={"revoked_at": token.revoked_at},
+        )

@@ -37,6 +37,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
             email=form.cleaned_data["email"],
             role=Role(form.cleaned_data["role"]),
             password=form.cleaned_data["password"] or None,
+            request=request,
         )
         return render(
             request, "accounts/user_created.html", {"new_user": user, "password": password}
@@ -65,6 +66,7 @@ def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
                 role=Role(form.cleaned_data["role"]),
                 is_active=form.cleaned_data["is_active"],
                 email=form.cleaned_data["email"],
+                request=request,
             )
             messages.success(request, f"Saved {target.username}.")
             return redirect("user_list")
@@ -80,7 +82,11 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST or None)
     new_key = None
     if request.method == "POST" and form.is_valid():
-        _, new_key = services.api_token_create(user=request.user, name=form.cleaned_data["name"])  # type: ignore[arg-type]
+        _, new_key = services.api_token_create(
+            user=request.user,  # type: ignore[arg-type]
+            name=form.cleaned_data["name"],
+            request=request,
+        )
         form = ApiTokenForm()
     tokens = ApiToken.objects.filter(user=request.user)  # type: ignore[misc]
     return render(
@@ -92,6 +98,6 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)  # type: ignore[misc]
-    services.api_token_revoke(token=token)
+    services.api_token_revoke(token=token, request=request)
     messages.success(request, f"Revoked token {token.name}.")
     return redirect("token_list")

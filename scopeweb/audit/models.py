@@ -36,6 +36,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["object_type", "object_id", "id"], name="audit_object"),
             models.Index(fields=["actor", "id"], name="audit_actor"),
         ]
+        # One chain, never a fork: no two events may follow the same event.
+        constraints = [models.UniqueConstraint(fields=["prev_hash"], name="audit_one_successor")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor or 'system'} {self.action}"

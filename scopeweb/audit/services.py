@@ -10,9 +10,10 @@ from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from scopeweb.audit.chain import GENESIS, event_digest
+from scopeweb.audit.chain import GENESIS, HASHED_FIELDS, ChainReport, chain_verify, event_digest
 from scopeweb.audit.models import AuditEvent
 
+VERIFY_BATCH = 2000
 # Any constant works: it names the advisory lock that serialises appends on PostgreSQL.
 _CHAIN_LOCK = 0x5C0BE_A0D17
 
@@ -93,3 +94,14 @@ def audit_record(
         prev = last or GENESIS
         # Microseconds are what both databases keep; the hash must see what is stored.
         return AuditEvent.objects.create(**fields, prev_hash=prev, hash=event_digest(fields, prev))
+
+
+def audit_chain_check(*, batch_size: int = VERIFY_BATCH) -> ChainReport:
+    """Walk the whole chain in id order, ``batch_size`` rows at a time, and report the first
+    broken link (``ChainReport.broken_id``) or how many events hold."""
+    events = (
+        AuditEvent.objects.order_by("id")
+        .only("id", "prev_hash", "hash", *HASHED_FIELDS)
+        .iterator(chunk_size=batch_size)
+    )
+    return chain_verify(events)

@@ -11,6 +11,8 @@ class JobKind(models.TextChoices):
     ANALYSIS = "analysis", "Analysis run"
     FEATURE_STATS = "feature_stats", "Logit lens and decoder neighbours"
     CASE_REPORT = "case_report", "Signed case report"
+    EXPORT = "export", "Export bundle"
+    PURGE = "purge", "Retention purge"
 
 
 class JobState(models.TextChoices):

@@ -56,5 +56,6 @@ class RetentionProfileDetailApi(generics.RetrieveUpdateAPIView):
             profile=profile,
             changed_by=request.user,  # type: ignore[arg-type]
             values=dict(data.validated_data),
+            request=request,
         )
         return Response(RetentionProfileDetailSerializer(self.get_object()).data)

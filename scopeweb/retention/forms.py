@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 
 from scopeweb.retention.models import EDITABLE_FIELDS, RetentionProfile
@@ -8,6 +10,15 @@ class RetentionProfileForm(forms.ModelForm):
         model = RetentionProfile
         fields = list(EDITABLE_FIELDS)
         widgets = {
-            name: forms.NumberInput(attrs={"step": "0.001", "min": "0", "max": "1"})
-            for name in ("sampling_baseline", "sampling_targeted", "sampling_forensic")
+            **{
+                name: forms.NumberInput(attrs={"step": "0.001", "min": "0", "max": "1"})
+                for name in ("sampling_baseline", "sampling_targeted", "sampling_forensic")
+            },
+            "custom_patterns": forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
         }
+
+    def clean_custom_patterns(self) -> Any:
+        # An emptied box means "no patterns"; the model's validator checks the rest and names
+        # the pattern (and regex) at fault.
+        value = self.cleaned_data.get("custom_patterns")
+        return [] if value in (None, "") else value

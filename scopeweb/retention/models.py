@@ -4,6 +4,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from scopeweb.redaction.custom import MAX_CUSTOM_PATTERNS, validate_custom_patterns
+
 TIER_DAYS = (30, 90, 365)
 TIER_CHOICES = [(days, f"{days} days") for days in TIER_DAYS]
 _rate = [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -55,6 +57,17 @@ class RetentionProfile(models.Model):
         validators=[MinValueValidator(16), MaxValueValidator(32768)],
         help_text="Tokens captured per trace; longer prompts are marked.",
     )
+    custom_patterns = models.JSONField(
+        "custom redaction patterns",
+        default=list,
+        blank=True,
+        validators=[validate_custom_patterns],
+        help_text=(
+            'A JSON list of {"name", "regex", "category"}, at most '
+            f"{MAX_CUSTOM_PATTERNS}; the category is one upper-case word and replaces the "
+            'match, e.g. [{"name": "ticket", "regex": "TCK-\\\\d{6}", "category": "TICKET"}].'
+        ),
+    )
 
     class Meta:
         ordering = ["code"]
@@ -75,6 +88,7 @@ EDITABLE_FIELDS = (
     "sampling_targeted",
     "sampling_forensic",
     "capture_limit",
+    "custom_patterns",
 )
 
 
@@ -94,3 +108,66 @@ class RetentionProfileChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile.code} changed at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class HoldTarget(models.TextChoices):
+    PROMPT_SET = "prompt_set", "Prompt set"
+    RUN = "run", "Run"
+    CASE = "case", "Case"
+
+
+class LegalHold(models.Model):
+    """A hold suspends expiry of everything under its target until lifted; both are audited."""
+
+    target_type = models.CharField(max_length=20, choices=HoldTarget.choices)
+    target_id = models.PositiveBigIntegerField()
+    target_repr = models.CharField(max_length=300, blank=True)
+    reason = models.TextField()
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    placed_at = models.DateTimeField(auto_now_add=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lift_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="hold_target")]
+
+    def __str__(self) -> str:
+        return f"hold on {self.target_type} {self.target_id}"
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None
+
+
+class PurgeRun(models.Model):
+    """One pass of the purge (scheduled, on demand, or a dry run) and what it removed."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    as_of = models.DateTimeField(help_text="The clock the purge judged expiry by.")
+    dry_run = models.BooleanField(default=False)
+    trigger = models.CharField(max_length=20, help_text="beat, command or web")
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    counts = models.JSONField(default=dict, help_text="kind -> items deleted (or listed)")
+    bytes_freed = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"purge {self.pk} ({self.state})"

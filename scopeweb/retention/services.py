@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from scopeweb.audit.services import audit_record
 from scopeweb.retention.models import EDITABLE_FIELDS, RetentionProfile, RetentionProfileChange
 
 
@@ -16,7 +17,11 @@ def profile_snapshot(profile: RetentionProfile) -> dict[str, Any]:
 
 @transaction.atomic
 def retention_profile_update(
-    *, profile: RetentionProfile, changed_by: User, values: dict[str, Any]
+    *,
+    profile: RetentionProfile,
+    changed_by: User,
+    values: dict[str, Any],
+    request: Any = None,
 ) -> RetentionProfileChange | None:
     """Apply validated ``values``; returns the recorded change, or None when nothing changed.
 
@@ -36,9 +41,20 @@ def retention_profile_update(
     if not changed:
         return None
     profile.save(update_fields=changed)
-    return RetentionProfileChange.objects.create(
+    change = RetentionProfileChange.objects.create(
         profile=profile,
         changed_by=changed_by,
         before={field: before[field] for field in changed},
         after={field: after[field] for field in changed},
     )
+    audit_record(
+        "retention.update",
+        request=request,
+        user=changed_by,
+        via="command",
+        obj=profile,
+        object_id=profile.code,
+        before=change.before,
+        after=change.after,
+    )
+    return change

@@ -25,6 +25,7 @@ def profile_edit(request: HttpRequest, code: str) -> HttpResponse:
             profile=RetentionProfile.objects.get(pk=profile.pk),
             changed_by=request.user,  # type: ignore[arg-type]
             values={name: form.cleaned_data[name] for name in form.Meta.fields},
+            request=request,
         )
         messages.success(
             request, f"Saved {profile.code}." if change else f"{profile.code}: nothing changed."

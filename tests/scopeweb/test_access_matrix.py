@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from reports.models import AuditCase, CaseState
 from scopeweb.accounts.access import rule_of
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.services import api_token_create
@@ -99,6 +100,35 @@ EXPECTED: dict[str, dict[str, int]] = {
     "api_job": REVIEWER_API,
     "api_retention_profiles": SIGNED_IN_API,
     "api_retention_profile": ADMIN_API,
+    # audit cases; the matrix's case is signed off, so auditors read it
+    "case_list": READER_PAGE,
+    "case_create": REVIEWER_PAGE,
+    "case_detail": READER_PAGE,
+    "case_edit": _row(302, 302, 403, 302, 403),  # read-only now: back to the case, with why
+    "case_transition": _row(302, 405, 403, 405, 403),  # POST only, after the role check
+    "case_evidence_add": _row(302, 405, 403, 405, 403),
+    "case_evidence_remove": _row(302, 405, 403, 405, 403),
+    "case_comment": _row(302, 405, 403, 405, 403),
+    "case_sign_off": _row(302, 405, 403, 405, 403),
+    "case_evidence_from_trace": REVIEWER_PAGE,  # the trace view's "Add to case" form
+    "triage_open_case": _row(302, 405, 403, 405, 403),
+    "api_cases": READER_API,  # GET; POST needs work_case
+    "api_case": READER_API,  # GET; PATCH needs work_case
+    "api_case_transition": _row(401, 405, 403, 405, 403),  # POST only
+    "api_case_evidence": _row(401, 405, 403, 405, 403),
+    "api_case_evidence_item": _row(401, 405, 403, 405, 403),  # DELETE only
+    "api_case_comments": READER_API,  # GET; POST needs work_case
+    "api_case_sign_off": _row(401, 405, 403, 405, 403),
+    # signed reports; the matrix's case has none yet: 404 for those who may read it
+    "report_verify": READER_PAGE,
+    "case_report_download": _row(302, 404, 404, 404, 403),
+    "case_report_generate": _row(302, 405, 403, 405, 403),  # POST only, after the role check
+    "api_report_verify": _row(401, 405, 405, 405, 403),  # POST only
+    "api_case_report": _row(401, 404, 404, 404, 403),
+    "api_case_report_pdf": _row(401, 404, 404, 404, 403),
+    "audit_log": _row(302, 403, 200, 200, 403),  # auditors and admins
+    "audit_events_csv": _row(302, 403, 200, 200, 403),
+    "api_audit_events": _row(401, 403, 200, 200, 403),
 }
 
 
@@ -143,6 +173,9 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
     )  # fmt: skip
     run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False)
     trace = make_trace(run)
+    case = AuditCase.objects.create(
+        title="matrix", profile=prompt_set.profile, state=CaseState.SIGNED_OFF
+    )
     objects: dict[str, Any] = {
         "prompt_set_id": prompt_set.pk,
         "api_prompt_set:pk": prompt_set.pk,
@@ -158,6 +191,9 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
         "api_trace_tokens:pk": trace.pk,
         "sae_name": sae.name,
         "index": 7,
+        "case_id": case.pk,
+        "evidence_id": 1,
+        **{f"{name}:pk": case.pk for name in EXPECTED if name.startswith("api_case")},
     }
     wrong = []
     for name, expected in EXPECTED.items():

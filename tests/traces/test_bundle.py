@@ -8,12 +8,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from traces.bundle import (
+    ROW_GROUP_TOKENS,
     VALUE_MANTISSA_BITS,
+    _feature_groups,
     canonical_top_k,
     canonicalize,
     decode_rows,
     encode_chunk,
+    feature_activations,
     round_values,
+    token_rows,
     trace_hash,
 )
 
@@ -78,3 +82,52 @@ def test_the_files_are_plain_parquet_tables() -> None:
     assert len(kept) == int((arrays["top_idx"] >= 0).sum())
     first = kept[kept["row"] == 0].sort_values("value", ascending=False)
     assert first["feature"].tolist() == [f for f in arrays["top_idx"][0] if f >= 0]
+
+
+def test_a_long_chunk_is_stored_in_row_groups_and_reads_only_a_traces_groups() -> None:
+    arrays = _chunk(tokens=3 * ROW_GROUP_TOKENS + 100, seed=3)
+    files = encode_chunk(arrays)
+    for name in ("tokens", "features"):
+        assert pq.ParquetFile(io.BytesIO(files[name])).metadata.num_row_groups == 4, name
+    back = decode_rows(files, top_k=8)
+    for name, array in arrays.items():
+        assert np.array_equal(back[name], array), name
+    # A trace across a group boundary, and one inside a group, hash as the engine hashed them.
+    for start, stop in ((ROW_GROUP_TOKENS - 30, ROW_GROUP_TOKENS + 70), (5, 60)):
+        part = decode_rows(files, top_k=8, start=start, stop=stop)
+        assert trace_hash(part, 0, stop - start) == trace_hash(arrays, start, stop)
+    kept = pq.ParquetFile(io.BytesIO(files["features"]))
+    assert _feature_groups(kept.metadata, ROW_GROUP_TOKENS - 30, ROW_GROUP_TOKENS + 70) == [0, 1]
+    assert _feature_groups(kept.metadata, 5, 60) == [0]
+
+
+def test_one_features_values_come_without_decoding_the_others() -> None:
+    arrays = _chunk(tokens=ROW_GROUP_TOKENS + 300, seed=4)
+    files = encode_chunk(arrays)
+    feature = int(arrays["top_idx"][ROW_GROUP_TOKENS + 10, 0])
+    start, stop = ROW_GROUP_TOKENS - 50, ROW_GROUP_TOKENS + 250
+    hits = arrays["top_idx"][start:stop] == feature
+    expected = (arrays["top_val"][start:stop].astype(np.float32) * hits).max(axis=1)
+    assert np.array_equal(feature_activations(files, feature, start, stop), expected)
+    assert feature_activations(files, 10_000, start, stop, fired=True) is None
+    ids = token_rows(files, start, stop, columns=["token_id"]).column("token_id").to_numpy()
+    assert np.array_equal(ids, arrays["token_ids"][start:stop])
+
+
+def test_format_2_files_with_one_row_group_still_read() -> None:
+    """Format /2 wrote each file as one row group sorted by feature then row."""
+    arrays = _chunk(tokens=ROW_GROUP_TOKENS + 500, seed=5)
+    files = encode_chunk(arrays)
+    old = {}
+    for name in ("tokens", "features"):
+        table = pq.read_table(io.BytesIO(files[name]))
+        if name == "features":
+            table = table.sort_by([("feature", "ascending"), ("row", "ascending")])
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        old[name] = buffer.getvalue()
+        assert pq.ParquetFile(io.BytesIO(old[name])).metadata.num_row_groups == 1
+    part = decode_rows(old, top_k=8, start=ROW_GROUP_TOKENS - 10, stop=ROW_GROUP_TOKENS + 400)
+    assert trace_hash(part, 0, 410) == trace_hash(
+        arrays, ROW_GROUP_TOKENS - 10, ROW_GROUP_TOKENS + 400
+    )

@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+import traces.feature_examples as feature_examples_module
 from tests.conftest import client_for
 from tests.factories import make_run, make_sae, make_trace
 from traces.bundle import CHUNK_PARTS, canonicalize, chunk_name, write_chunk
@@ -402,3 +403,55 @@ def test_cooccurring_features_rank_by_shared_traces_with_labels(
     # Auditors read the annotation, not what the traces hold.
     page = client_for(auditor).get(detail_url(sae, 42)).content.decode()
     assert "Fires together with" not in page and "Top activating examples" not in page
+
+
+def test_example_windows_are_served_from_the_cache_until_the_files_change(
+    sae: SaeRecord, stored: tuple[Trace, Trace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import traces.bundle
+
+    feature_examples_module._WINDOWS.clear()
+    first = feature_examples(sae, 42)
+    reads: list[int] = []
+    original = traces.bundle.stored_chunk_files
+
+    def counting(prefix: str, chunk: int) -> dict[str, bytes] | None:
+        reads.append(chunk)
+        return original(prefix, chunk)
+
+    monkeypatch.setattr(traces.bundle, "stored_chunk_files", counting)
+    again = feature_examples(sae, 42)
+    assert reads == [] and again == first  # one stat per file, no read, the same windows
+    # Rewritten files (another run's arrays under the same names) are read again.
+    _chunk_with_two_traces(stored[0].run)
+    assert feature_examples(sae, 42) == first and reads == [0]
+    # Gone files are never served from the cache.
+    for part in CHUNK_PARTS:
+        default_storage.delete(chunk_name(stored[0].run.artifact_prefix, 0, part))
+    gone = feature_examples(sae, 42)
+    assert [e.tokens for e in gone] == [[], []]
+
+
+def test_fired_in_stops_counting_at_its_cap(
+    sae: SaeRecord, reviewer: User, stored: tuple[Trace, Trace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("traces.selectors_features.FIRED_IN_CAP", 2)
+    make_trace(make_run(sae=sae), 0, {7: (1.0, 1, 1), 42: (0.5, 1, 1)})
+    response = client_for(reviewer).get(detail_url(sae, 42))
+    (seven,) = response.context["cooccurring"]
+    assert (seven.index, seven.shared, seven.fired_in, seven.fired_in_capped) == (7, 3, 2, True)
+    assert "≥ 2 of 3" in response.content.decode()
+
+
+def test_feature_figures_are_the_same_with_another_sae_in_use(
+    sae: SaeRecord, reviewer: User, stored: tuple[Trace, Trace]
+) -> None:
+    """With one SAE in use the feature's queries skip the join through runs; with two they
+    keep to the SAE's runs. Both give the same figures for the SAE."""
+    before = client_for(reviewer).get(detail_url(sae, 42)).context
+    figures = (before["activity"], before["density"], before["co_scanned"])
+    other = make_run(sae=make_sae())
+    make_trace(other, 0, {42: (99.0, 3, 1), 7: (9.0, 1, 1)}, tokens=50)
+    after = client_for(reviewer).get(detail_url(sae, 42)).context
+    assert (after["activity"], after["density"], after["co_scanned"]) == figures
+    assert [e.peak for e in after["examples"]] == [6.25, 3.5]

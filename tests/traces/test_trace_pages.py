@@ -217,10 +217,36 @@ def test_a_long_trace_renders_in_one_decode_and_few_queries(
     client = client_for(reviewer)
     url = reverse("trace_detail", args=[trace.pk])
     client.get(url)  # the tokenizer loads once per process
-    with django_assert_max_num_queries(12):
+    # 12 for the page, up to 3 for its audit event (chain lock, last hash, insert).
+    with django_assert_max_num_queries(15):
         started = time.perf_counter()
         response = client.get(url, {"feature": 1})
         elapsed = time.perf_counter() - started
     assert response.status_code == 200
     assert response.content.decode().count('class="tok') >= trace.tokens
     assert elapsed < 2.0, f"{trace.tokens} tokens took {elapsed:.2f} s"
+
+
+def test_text_search_finds_the_same_traces_by_index_or_by_walking_the_list(
+    reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rare text goes through the trigram indexes on PostgreSQL, a common one (and any on
+    SQLite) through the list's walk; both find prompt and completion matches alike."""
+    from tests.factories import make_run, make_sae, make_trace
+    from traces.selectors_traces import TraceQuery, list_page, trace_list
+
+    run = make_run(sae=make_sae())
+    hello = make_trace(run, 0, completion="")
+    second = make_trace(run, 1, completion="General Kenobi")
+    for common in (0, 10_000):  # every text common, then every text rare
+        monkeypatch.setattr("traces.selectors_traces.TEXT_COMMON", common)
+
+        def found(text: str) -> list[int]:
+            return [t.pk for t in trace_list(TraceQuery(run=run.pk, text=text))]
+
+        assert found("HELLO") == [hello.pk], common
+        assert found("kenobi") == [second.pk], common  # the completion
+        assert found("e") == [hello.pk, second.pk], common
+        assert found("absent") == [], common
+        page = list_page(trace_list(TraceQuery(text="prompt")), 1, 50)
+        assert [t.pk for t in page.items] == [second.pk] and not page.has_next

@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from scopeweb.audit.services import audit_record
 from traces.models import SAFETY_TAGS, FeatureAnnotation, FeatureAnnotationChange, SaeRecord
 
 EXPORT_FORMAT = "scopeweb-annotations/1"
@@ -135,9 +136,11 @@ def annotation_save(
     user: User | None,
     values: Mapping[str, Any],
     via: str = FeatureAnnotationChange.Via.WEB,
+    request: Any = None,
 ) -> FeatureAnnotationChange | None:
     """Set a feature's label, description, tags and watch threshold (fields left out of
-    ``values`` become empty). Returns the recorded change, or None when nothing changed."""
+    ``values`` become empty). Returns the recorded change, or None when nothing changed.
+    ``request``: the request that asked, for the audit log."""
     _check_index(sae, index)
     after = annotation_values_clean(values)
     annotation = _locked(sae, index)
@@ -156,19 +159,32 @@ def annotation_save(
         setattr(annotation, field, after[field])
     annotation.updated_by = user
     annotation.save()
-    return FeatureAnnotationChange.objects.create(
+    change = FeatureAnnotationChange.objects.create(
         annotation=annotation,
         changed_by=user,
         via=via,
         before={field: before[field] for field in changed},
         after={field: after[field] for field in changed},
     )
+    audit_record(
+        "annotation.change",
+        request=request,
+        user=user,
+        via="command",
+        obj=annotation,
+        object_repr=f"{sae.name} #{index}",
+        before=change.before,
+        after=change.after,
+        detail={"sae": sae.name, "index": index, "via": via},
+    )
+    return change
 
 
-def annotations_export(sae: SaeRecord) -> dict[str, Any]:
-    """Every annotation of ``sae`` as a JSON-ready document that ``annotations_import`` reads."""
+def annotations_export(sae: SaeRecord, *, request: Any = None) -> dict[str, Any]:
+    """Every annotation of ``sae`` as a JSON-ready document that ``annotations_import`` reads.
+    With ``request``, the export is recorded in the audit log as made by its user."""
     rows = FeatureAnnotation.objects.filter(sae=sae).select_related("updated_by").order_by("index")
-    return {
+    document = {
         "format": EXPORT_FORMAT,
         "sae": sae.name,
         "sae_params_sha256": sae.params_sha256,
@@ -183,6 +199,16 @@ def annotations_export(sae: SaeRecord) -> dict[str, Any]:
             for row in rows
         ],
     }
+    if request is not None:
+        count = len(document["annotations"])
+        audit_record(
+            "annotation.export",
+            request=request,
+            obj=sae,
+            object_id=sae.name,
+            detail={"count": count},
+        )
+    return document
 
 
 @dataclass(frozen=True)
@@ -303,7 +329,9 @@ def _import_check(sae: SaeRecord, data: Any) -> list[tuple[int, dict[str, Any]]]
     return checked
 
 
-def annotations_import(sae: SaeRecord, data: Any, user: User | None) -> ImportResult:
+def annotations_import(
+    sae: SaeRecord, data: Any, user: User | None, *, request: Any = None
+) -> ImportResult:
     """Apply an export document (or one written by hand) to ``sae``: all entries or none.
 
     Features the file leaves out keep their annotations; each entry replaces its feature's
@@ -324,12 +352,23 @@ def annotations_import(sae: SaeRecord, data: Any, user: User | None) -> ImportRe
                 user=user,
                 values=values,
                 via=FeatureAnnotationChange.Via.IMPORT,
+                request=request,
             )
             if change is not None:
                 if index in existing:
                     changed += 1
                 else:
                     created += 1
-    return ImportResult(
-        created=created, changed=changed, unchanged=len(checked) - created - changed
-    )
+        result = ImportResult(
+            created=created, changed=changed, unchanged=len(checked) - created - changed
+        )
+        audit_record(
+            "annotation.import",
+            request=request,
+            user=user,
+            via="command",
+            obj=sae,
+            object_id=sae.name,
+            detail={"entries": len(checked), "created": created, "changed": changed},
+        )
+    return result

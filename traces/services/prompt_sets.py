@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 import uuid
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -19,9 +19,11 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind
 from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
 from scopeweb.retention.models import RetentionProfile
+from scopeweb.retention.services_expiry import expiry_for
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import Limits, Problem, PromptFileError, detect_format, parse_prompt_file
 
@@ -55,10 +57,12 @@ def prompt_set_upload(
     size: int,
     file_format: str = "",
     queue: bool = True,
+    request: Any = None,
 ) -> Job:
     """Keep the file and queue its import (``queue=False``: the caller runs the import itself).
 
-    Checks that need no reading (format, size) happen here, at once.
+    Checks that need no reading (format, size) happen here, at once. ``request``: the request
+    that asked, for the audit log.
     """
     detect_format(filename, file_format)
     limits = prompt_limits()
@@ -85,6 +89,14 @@ def prompt_set_upload(
                     "format": file_format,
                     "upload_path": path,
                 },
+            )
+            audit_record(
+                "prompt_set.upload",
+                request=request,
+                user=user,
+                via="command",
+                obj=job,
+                detail={"name": name, "filename": filename, "bytes": size, "profile": profile.code},
             )
             if queue:
                 transaction.on_commit(lambda: _queue_import(job.pk))
@@ -165,6 +177,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 over_limit_count=sum(1 for count in counts if count > limit),
                 tokenizer=TOKENIZER_NAME,
                 import_job=job,
+                expires_at=expiry_for(profile),
             )
             Prompt.objects.bulk_create(
                 (
@@ -182,6 +195,17 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                     for position, (prompt, count) in enumerate(zip(parsed, counts, strict=True))
                 ),
                 batch_size=INSERT_BATCH,
+            )
+            audit_record(
+                "prompt_set.import",
+                user=job.created_by,
+                via="worker",
+                obj=prompt_set,
+                detail={
+                    "job": str(job.pk),
+                    "prompts": len(parsed),
+                    "sha256": prompt_set.source_sha256,
+                },
             )
             job_succeed(
                 job_id,

@@ -21,8 +21,10 @@ from django.db import transaction
 from django.db.models import Avg, Count, F, Max
 from django.utils import timezone
 
+from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
+from scopeweb.retention.services_expiry import expiry_for
 from traces.bundle import (
     BUNDLE_FORMAT,
     CHUNK_PARTS,
@@ -55,8 +57,10 @@ def run_start(
     chunk_prompts: int = 32,
     reproduces: AnalysisRun | None = None,
     queue: bool = True,
+    request: Any = None,
 ) -> AnalysisRun:
-    """Create a run and its job, and queue it on the ``analysis`` queue once committed."""
+    """Create a run and its job, and queue it on the ``analysis`` queue once committed.
+    ``request``: the request that asked, for the audit log."""
     with transaction.atomic():
         job = Job.objects.create(
             kind=JobKind.ANALYSIS,
@@ -79,10 +83,34 @@ def run_start(
             chunk_prompts=chunk_prompts,
             chunks_total=math.ceil(prompt_set.prompt_count / chunk_prompts),
             reproduces=reproduces,
+            expires_at=expiry_for(prompt_set.profile),
+        )
+        audit_record(
+            "run.reproduce" if reproduces is not None else "run.start",
+            request=request,
+            user=user,
+            via="command",
+            obj=run,
+            after=run_spec(run),
         )
         if queue:
             transaction.on_commit(lambda: _queue(job.pk))
     return run
+
+
+def run_spec(run: AnalysisRun) -> dict[str, Any]:
+    """What a run was asked to do: its inputs and settings, as the audit log records them."""
+    return {
+        "prompt_set": run.prompt_set_id,
+        "sae": run.sae.name,
+        "profile": run.profile.code,
+        "top_k": run.top_k,
+        "capture_limit": run.capture_limit,
+        "dtype": run.dtype,
+        "generate_tokens": run.generate_tokens,
+        "seed": run.seed,
+        "reproduces": run.reproduces_id,
+    }
 
 
 def _queue(job_id: uuid.UUID) -> None:
@@ -91,7 +119,9 @@ def _queue(job_id: uuid.UUID) -> None:
     analysis_run_task.delay(str(job_id))
 
 
-def run_reproduce(run: AnalysisRun, *, user: User | None, queue: bool = True) -> AnalysisRun:
+def run_reproduce(
+    run: AnalysisRun, *, user: User | None, queue: bool = True, request: Any = None
+) -> AnalysisRun:
     """Rerun a run's exact spec as a new run; compare them with ``run_reproduction_check``."""
     return run_start(
         user=user,
@@ -105,6 +135,7 @@ def run_reproduce(run: AnalysisRun, *, user: User | None, queue: bool = True) ->
         chunk_prompts=run.chunk_prompts,
         reproduces=run,
         queue=queue,
+        request=request,
     )
 
 
@@ -126,12 +157,21 @@ def run_reproduction_check(run: AnalysisRun) -> dict[str, Any] | None:
     }
 
 
-def run_cancel(run: AnalysisRun) -> None:
+@transaction.atomic
+def run_cancel(run: AnalysisRun, *, user: User | None = None, request: Any = None) -> None:
     AnalysisRun.objects.filter(pk=run.pk).update(cancel_requested=True)
-    Job.objects.filter(pk=run.job_id, state=JobState.QUEUED).update(
+    before_start = Job.objects.filter(pk=run.job_id, state=JobState.QUEUED).update(
         state=JobState.CANCELLED, progress_note="cancelled before it started",
         finished_at=timezone.now(),
     )  # fmt: skip
+    audit_record(
+        "run.cancel",
+        request=request,
+        user=user,
+        via="command",
+        obj=run,
+        detail={"before_start": bool(before_start)},
+    )
 
 
 def run_execute(job_id: uuid.UUID | str) -> AnalysisRun | None:

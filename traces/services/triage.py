@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
+from typing import Any
 
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from scopeweb.audit.services import audit_record
 from traces.models import Trace, TriageReview
 from traces.selectors_triage import triage_reviewed, tripped_features
 
@@ -12,7 +16,10 @@ class TriageRefused(Exception):
     """The decision cannot be taken: the trace is not (or no longer) in the triage queue."""
 
 
-def triage_decide(*, trace: Trace, user: User, decision: str, note: str = "") -> TriageReview:
+@transaction.atomic
+def triage_decide(
+    *, trace: Trace, user: User, decision: str, note: str = "", request: Any = None
+) -> TriageReview:
     """Record ``user``'s ``decision`` on ``trace``: ``reviewed`` takes it out of the queue for
     everyone, ``skipped`` sends it to the back of ``user``'s queue. Raises ``TriageRefused``
     when the trace trips no watched feature or was already marked reviewed."""
@@ -27,4 +34,13 @@ def triage_decide(*, trace: Trace, user: User, decision: str, note: str = "") ->
             f"Trace {trace.pk} was already marked reviewed by {who} "
             f"at {done.decided_at:%Y-%m-%d %H:%M} UTC."
         )
-    return TriageReview.objects.create(trace=trace, reviewer=user, decision=decision, note=note)
+    review = TriageReview.objects.create(trace=trace, reviewer=user, decision=decision, note=note)
+    audit_record(
+        "triage.decide",
+        request=request,
+        user=user,
+        via="command",
+        obj=trace,
+        after={"decision": decision, "note": note},
+    )
+    return review

@@ -26,7 +26,8 @@ DROP FUNCTION IF EXISTS audit_auditevent_refuse_change();
 def _on_postgresql(sql: str) -> Any:
     def run(apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
+            # params=None: the SQL holds a literal % (RAISE's placeholder), not a query parameter.
+            schema_editor.execute(sql, params=None)
 
     return run
 
