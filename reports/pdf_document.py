@@ -175,6 +175,11 @@ def _strip(
     window = tokens[before:after]
     # Redaction reads the whole trace, so PII that straddles the window's edge is still found.
     all_texts, all_kinds = redactor.tokens([t.text for t in tokens])
+    # Tokens redacted before storage (UK, FR) read "[CATEGORY]" then "": keep their category.
+    for token in tokens:
+        if token.redacted is not None and token.text:  # the first token of each span
+            redactor.counts[token.redacted] = redactor.counts.get(token.redacted, 0) + 1
+    all_kinds = [kind or token.redacted for kind, token in zip(all_kinds, tokens, strict=True)]
     texts, kinds = all_texts[before:after], all_kinds[before:after]
     # The scale's top: the feature's largest activation on the trace after BOS, as on the
     # trace page, so a range's colours read the same in the report and in the browser.

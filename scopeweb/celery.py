@@ -7,6 +7,8 @@ import os
 from celery import Celery
 from celery.schedules import crontab
 
+from scopeweb.retention.schedule import purge_schedule
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scopeweb.settings")
 
 app = Celery("scopeweb")
@@ -16,5 +18,10 @@ app.conf.beat_schedule = {
     "reap-stale-jobs": {
         "task": "scopeweb.jobs.tasks.jobs_reap_stale_task",
         "schedule": crontab(minute="*/10"),
+    },
+    # Daily by default; SCOPEWEB_PURGE_SCHEDULE ("m h dom mon dow") moves it.
+    "retention-purge": {
+        "task": "scopeweb.retention.tasks.retention_purge_scheduled_task",
+        "schedule": purge_schedule(),
     },
 }

@@ -22,6 +22,7 @@ from scopeweb.env import (
     env_secret,
     env_str,
 )
+from scopeweb.retention.schedule import purge_schedule_fields
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("SCOPEWEB_DATA_DIR", BASE_DIR / "var")
@@ -212,6 +213,15 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 JOB_STALE_MINUTES = env_int("SCOPEWEB_JOB_STALE_MINUTES", 120, minimum=5)
 
+# --- retention purge and storage cost (scopeweb/retention) -----------------------------------
+# When beat runs the purge: a crontab string "minute hour day-of-month month day-of-week".
+RETENTION_PURGE_SCHEDULE = purge_schedule_fields()  # checked here too: the web stops early
+# Hours an original upload is kept for profiles that redact before storage (UK, FR).
+RETENTION_ORIGINAL_HOURS = env_int("SCOPEWEB_ORIGINAL_HOURS", 24, minimum=0, maximum=24 * 365)
+STORAGE_PRICE_GB_MONTH = env_float("SCOPEWEB_STORAGE_PRICE_GB_MONTH", 0.023, minimum=0.0)
+STORAGE_COST_WARN_MONTHLY = env_float("SCOPEWEB_COST_WARN_MONTHLY", 500.0, minimum=0.0)
+STORAGE_COST_ALERT_MONTHLY = env_float("SCOPEWEB_COST_ALERT_MONTHLY", 2500.0, minimum=0.0)
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -262,6 +272,10 @@ SIGNING_P12_PASSPHRASE = env_secret("SCOPEWEB_SIGNING_P12_PASSPHRASE")
 SIGNING_TSA_URL = env_str("SCOPEWEB_TSA_URL")
 SIGNING_TSA_TIMEOUT = env_int("SCOPEWEB_TSA_TIMEOUT", 10, minimum=1, maximum=120)
 REPORT_VERIFY_MAX_BYTES = env_int("SCOPEWEB_REPORT_VERIFY_MAX_BYTES", 50_000_000, minimum=1024)
+
+# --- exports (scopeweb/exports) -------------------------------------------------------------
+# How long an export's single-use download link works after it is shown to its requester.
+SCOPEWEB_EXPORT_LINK_HOURS = env_int("SCOPEWEB_EXPORT_LINK_HOURS", 24, minimum=1, maximum=24 * 30)
 
 LOGGING = {
     "version": 1,

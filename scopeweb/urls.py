@@ -64,12 +64,18 @@ urlpatterns = [
     path("manage/users/", accounts.user_list, name="user_list"),
     path("manage/users/new/", accounts.user_create, name="user_create"),
     path("manage/users/<int:user_id>/", accounts.user_edit, name="user_edit"),
+    path("", include("scopeweb.retention.urls")),  # holds, expiries, purge, storage
     path("manage/retention/", retention.profile_list, name="retention_profile_list"),
     path("manage/retention/<str:code>/", retention.profile_edit, name="retention_profile_edit"),
     # prompt sets and jobs
     path("prompt-sets/", traces.prompt_set_list, name="prompt_set_list"),
     path("prompt-sets/upload/", traces.prompt_set_upload_view, name="prompt_set_upload"),
     path("prompt-sets/<int:prompt_set_id>/", traces.prompt_set_detail, name="prompt_set_detail"),
+    path(
+        "prompt-sets/<int:prompt_set_id>/original/",
+        traces.prompt_set_original_view,
+        name="prompt_set_original",
+    ),
     path("saes/", traces.sae_list, name="sae_list"),
     path(
         "prompt-sets/<int:prompt_set_id>/runs/new/",
@@ -122,6 +128,7 @@ urlpatterns = [
     path("", include("scopeweb.audit.urls")),
     path("", include("reports.urls_cases")),
     path("", include("reports.urls_reports")),
+    path("", include("scopeweb.exports.urls")),
     path("jobs/", jobs.job_list, name="job_list"),
     path("jobs/<uuid:job_id>/", jobs.job_detail, name="job_detail"),
     # API

@@ -35,6 +35,7 @@
     const facts = [];
     if (t.b) facts.push("BOS (outlier, left off scales)");
     if (t.c) facts.push("completion");
+    if (t.r) facts.push("redacted before storage (" + t.r + ")");
     facts.push("L0 " + t.l0, "recon error " + t.e, "residual norm " + t.n);
     panel.append(el("p", { class: "muted" }, facts.join(" · ")));
     if (!t.f.length) {

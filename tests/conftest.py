@@ -67,6 +67,14 @@ def client_for(user: User | None) -> Client:
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Rolled-back tests reuse ids, which cache keys are built from."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _own_artifact_folder(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Each test stores artifacts in a folder of its own (worker tests share the data dir's,
     which the worker process sees too)."""

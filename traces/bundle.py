@@ -3,7 +3,8 @@
 on local disk or in S3 alike, and pandas or pyarrow open the files without this project's code.
 
 - ``chunk-NNNNN.tokens.parquet``: one row per captured token (``token_id``, ``l0``,
-  ``recon_err``, ``resid_norm``, ``is_completion``); a trace is rows ``[row, row + tokens)``.
+  ``recon_err``, ``resid_norm``, ``is_completion``, ``redacted``); a trace is rows
+  ``[row, row + tokens)``.
 - ``chunk-NNNNN.features.parquet``: one row per kept (token, latent): ``feature``, ``row`` (the
   token's row in the tokens file) and ``value``, sorted by feature then row within each block
   of ``ROW_GROUP_TOKENS`` tokens. That order makes the row column a run of small steps and lets
@@ -22,7 +23,17 @@ hashes (``canonicalize``), so the stored values are exactly the hashed ones.
 
 A trace's sha256 covers its dense arrays (``trace_hash``): for each name in ``ARRAY_NAMES``, the
 name in UTF-8, then the C-order bytes of its rows, where ``top_idx``/``top_val`` are
-``[tokens, top_k]`` ordered by value (descending) then feature, padded with -1 / 0.
+``[tokens, top_k]`` ordered by value (descending) then feature, padded with -1 / 0; then, only
+when one of its tokens is redacted, ``redacted`` the same way (so a trace without redaction
+hashes as in format /3).
+
+Redaction before storage (format /4, profiles that redact before storage): the model reads the
+original text, but a token inside a PII span is stored with ``token_id`` = the tokenizer's pad
+id and ``redacted`` = its category's code (``REDACTION_CODES``; ``REDACTION_RUN_START`` set on
+the first token of each redacted span), so its string never reaches storage while its
+activations stay in place. Each tokens file carries its code table in the Parquet key-value
+metadata (``REDACTION_TABLE_KEY``) and the manifest repeats it. Files without the column
+(formats /2 and /3) read as "nothing redacted".
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from django.core.files.storage import default_storage
 
 log = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).with_name("bundle.schema.json")
-BUNDLE_FORMAT = "scopeweb-trace-bundle/3"  # /2 (one row group per file) reads the same way
+BUNDLE_FORMAT = "scopeweb-trace-bundle/4"  # /2 and /3 (no ``redacted`` column) read the same way
 ROW_GROUP_TOKENS = 2048  # +6 % bytes over one row group per chunk; a trace reads 1/8 of it
 ARRAY_NAMES = ("token_ids", "top_idx", "top_val", "l0", "recon_err", "resid_norm", "is_completion")
 TOKEN_COLUMNS = {  # array name -> (column, dtype)
@@ -51,7 +62,26 @@ TOKEN_COLUMNS = {  # array name -> (column, dtype)
     "recon_err": ("recon_err", np.float32),
     "resid_norm": ("resid_norm", np.float32),
     "is_completion": ("is_completion", np.uint8),
+    "redacted": ("redacted", np.uint8),
 }
+# Redaction category codes (bits 0-6; 0: not redacted). Built-in categories have fixed codes;
+# an admin pattern's category gets one from CUSTOM_CODE_BASE on, per run (see the file's table).
+REDACTION_CODES = {
+    "EMAIL": 1,
+    "PHONE": 2,
+    "CREDIT_CARD": 3,
+    "IBAN": 4,
+    "IP_ADDRESS": 5,
+    "UK_NHS": 6,
+    "UK_NINO": 7,
+    "FR_NIR": 8,
+    "US_SSN": 9,
+}
+CUSTOM_CODE_BASE = 32
+OTHER_CODE = 127  # a category missing from the table (never expected): still redacted
+OTHER_CATEGORY = "PII"
+REDACTION_RUN_START = 0x80
+REDACTION_TABLE_KEY = b"scopeweb.redaction_codes"
 CHUNK_PARTS = ("tokens", "features")
 VALUE_MANTISSA_BITS = 5
 METRIC_MANTISSA_BITS = 8
@@ -106,16 +136,77 @@ def trace_hash(arrays: dict[str, np.ndarray], start: int, stop: int) -> str:
     for name in ARRAY_NAMES:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(arrays[name][start:stop]).tobytes())
+    redacted = arrays.get("redacted")
+    if redacted is not None and redacted[start:stop].any():
+        digest.update(b"redacted")
+        digest.update(np.ascontiguousarray(redacted[start:stop], dtype=np.uint8).tobytes())
     return digest.hexdigest()
 
 
-def encode_chunk(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
-    """The chunk's two Parquet files, from its dense arrays."""
+def redaction_codes(categories: list[str] | tuple[str, ...] = ()) -> dict[str, int]:
+    """Category -> code: the built-in ones, then ``categories`` not among them (sorted)."""
+    extra = sorted(set(categories) - set(REDACTION_CODES))
+    table = dict(REDACTION_CODES)
+    for offset, category in enumerate(extra):
+        if CUSTOM_CODE_BASE + offset >= OTHER_CODE:
+            break  # more categories than codes: the rest read as OTHER_CATEGORY
+        table[category] = CUSTOM_CODE_BASE + offset
+    return table
+
+
+def redaction_code(category: str, codes: dict[str, int], *, first: bool) -> int:
+    """The stored ``redacted`` byte of a token of ``category`` (``first``: of its span)."""
+    return codes.get(category, OTHER_CODE) | (REDACTION_RUN_START if first else 0)
+
+
+def redaction_table(files: dict[str, bytes]) -> dict[int, str]:
+    """Code -> category of a chunk, from its tokens file (the built-in table when it has none)."""
+    meta = pq.ParquetFile(io.BytesIO(files["tokens"])).schema_arrow.metadata or {}
+    raw = meta.get(REDACTION_TABLE_KEY)
+    table = {code: category for category, code in REDACTION_CODES.items()}
+    if raw:
+        table |= {int(code): str(category) for code, category in json.loads(raw).items()}
+    return table | {OTHER_CODE: OTHER_CATEGORY}
+
+
+def redacted_texts(codes: list[int], table: dict[int, str]) -> list[str | None]:
+    """Per token: None when kept, ``[CATEGORY]`` on the first token of a redacted span (and on
+    the first of ``codes`` when it starts inside one), "" on the rest of the span."""
+    shown: list[str | None] = []
+    previous = 0
+    for code in codes:
+        if not code:
+            shown.append(None)
+        elif code & REDACTION_RUN_START or not previous:
+            category = table.get(code & ~REDACTION_RUN_START & 0xFF, OTHER_CATEGORY)
+            shown.append(f"[{category}]")
+        else:
+            shown.append("")
+        previous = code
+    return shown
+
+
+def redacted_category(code: int, table: dict[int, str]) -> str | None:
+    return table.get(code & ~REDACTION_RUN_START & 0xFF, OTHER_CATEGORY) if code else None
+
+
+def encode_chunk(
+    arrays: dict[str, np.ndarray], codes: dict[str, int] | None = None
+) -> dict[str, bytes]:
+    """The chunk's two Parquet files, from its dense arrays (``redacted`` all 0 when absent;
+    ``codes``: the redaction code table to store with them)."""
+    count = len(arrays["token_ids"])
     tokens = pa.table(
         {
-            column: np.asarray(arrays[name], dtype=dtype)
+            column: np.asarray(
+                arrays[name] if name in arrays else np.zeros(count, dtype), dtype=dtype
+            )
             for name, (column, dtype) in TOKEN_COLUMNS.items()
         }
+    )
+    table = {str(code): category for category, code in (codes or REDACTION_CODES).items()}
+    tokens = tokens.replace_schema_metadata(
+        {REDACTION_TABLE_KEY: json.dumps(table, sort_keys=True).encode()}
     )
     idx, val = arrays["top_idx"], arrays["top_val"]
     rows, _ = np.nonzero(idx >= 0)
@@ -135,7 +226,7 @@ def encode_chunk(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
         "tokens": _parquet(
             [tokens.slice(at, ROW_GROUP_TOKENS) for at in starts],
             level=9,
-            use_dictionary=["token_id", "l0", "is_completion"],
+            use_dictionary=["token_id", "l0", "is_completion", "redacted"],
             column_encoding={"recon_err": "BYTE_STREAM_SPLIT", "resid_norm": "BYTE_STREAM_SPLIT"},
         ),
         "features": _parquet(
@@ -195,9 +286,17 @@ def token_rows(
     handle = pq.ParquetFile(io.BytesIO(files["tokens"]))
     stop = handle.metadata.num_rows if stop is None else stop
     groups, first = _tokens_groups(handle.metadata, start, stop)
+    names = handle.schema_arrow.names
+    wanted = [c for c in columns if c in names] if columns is not None else names
     if not groups:
-        return handle.schema_arrow.empty_table().select(columns or handle.schema_arrow.names)
-    return handle.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
+        table = handle.schema_arrow.empty_table().select(wanted)
+    else:
+        table = handle.read_row_groups(groups, columns=wanted).slice(start - first, stop - start)
+    for column in columns or ():
+        if column not in names:  # ``redacted`` in a file of format /3 or older: all kept
+            dtype = dict(TOKEN_COLUMNS.values())[column]
+            table = table.append_column(column, pa.array(np.zeros(table.num_rows, dtype)))
+    return table
 
 
 def feature_rows(
@@ -247,7 +346,7 @@ def decode_rows(
 ) -> dict[str, np.ndarray]:
     """Dense arrays for rows ``[start, stop)`` of a chunk, as the engine hashed them. Reads
     only the row groups those rows lie in."""
-    tokens = token_rows(files, start, stop)
+    tokens = token_rows(files, start, stop, columns=[c for c, _ in TOKEN_COLUMNS.values()])
     stop = start + tokens.num_rows
     arrays = {
         name: tokens.column(column).to_numpy().astype(dtype)
@@ -265,10 +364,12 @@ def decode_rows(
     return arrays | {"top_idx": top_idx, "top_val": top_val}
 
 
-def write_chunk(prefix: str, chunk: int, arrays: dict[str, np.ndarray]) -> list[str]:
+def write_chunk(
+    prefix: str, chunk: int, arrays: dict[str, np.ndarray], codes: dict[str, int] | None = None
+) -> list[str]:
     """Store one chunk's files (replacing what an interrupted attempt left); returns names."""
     names = []
-    for part, data in encode_chunk(arrays).items():
+    for part, data in encode_chunk(arrays, codes).items():
         name = chunk_name(prefix, chunk, part)
         store_artifact(name, data)
         names.append(name)

@@ -37,6 +37,7 @@ class WindowToken:
     value: float  # this feature's activation at the token (0 where not among the kept top-k)
     style: str
     peak: bool
+    redacted: bool = False  # redacted before storage: ``shown`` is its category (or …)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class _Found:
     ids: list[int]
     start: int
     peak_position: int
+    redacted: list[str | None]  # per token: ``[CATEGORY]``/"" when redacted before storage
 
 
 def feature_examples(
@@ -87,13 +89,13 @@ def feature_examples(
                 chunks[at] = stored_chunk_files(trace.run.artifact_prefix, trace.chunk)
             files = chunks[at]
             if files is None:
-                found.append(_Found(row, np.zeros(0, np.float32), [], 0, row.first_position))
+                found.append(_Found(row, np.zeros(0, np.float32), [], 0, row.first_position, []))
                 continue
             window_found = _window(files, trace, row, index, window)
             if stamp:
                 _remember(key, window_found)
-        values, ids, start, peak = window_found
-        found.append(_Found(row, values, ids, start, peak))
+        values, ids, start, peak, redacted = window_found
+        found.append(_Found(row, values, ids, start, peak, redacted))
     if not found:
         return []
     pieces = iter((decode or tokenizer_decode)([i for f in found for i in f.ids]))
@@ -103,10 +105,11 @@ def feature_examples(
         tokens = [
             WindowToken(
                 position=f.start + offset,
-                shown=visible_text(piece_text(next(pieces))),
+                shown=_shown(next(pieces), f.redacted[offset]),
                 value=float(value),
                 style=activation_style(float(value), top),
                 peak=f.start + offset == f.peak_position,
+                redacted=f.redacted[offset] is not None,
             )
             for offset, value in enumerate(f.values.tolist())
         ]
@@ -128,7 +131,14 @@ def feature_examples(
     return examples
 
 
-_Window = tuple[np.ndarray, list[int], int, int]  # values, token ids, start, peak position
+# values, token ids, start, peak position, redaction markers
+_Window = tuple[np.ndarray, list[int], int, int, list[str | None]]
+
+
+def _shown(piece: str, marker: str | None) -> str:
+    return visible_text(piece_text(piece)) if marker is None else (marker or "…")
+
+
 _WINDOWS: OrderedDict[tuple[object, ...], _Window] = OrderedDict()
 _WINDOWS_LOCK = threading.Lock()
 
@@ -138,15 +148,19 @@ def _window(
 ) -> _Window:
     """The feature's values and the token ids ``window`` tokens either side of its peak in
     ``trace``, read from only the row groups that hold them."""
-    from traces.bundle import feature_activations, token_rows
+    from traces.bundle import feature_activations, redacted_texts, redaction_table, token_rows
 
     values = feature_activations(files, index, trace.row, trace.row + trace.tokens)
     values[:1] = 0.0  # BOS: an outlier, and kept out of the index
     peak = int(values.argmax()) if values.any() else row.first_position
     start, stop = max(1, peak - window), min(trace.tokens, peak + window + 1)
-    window_ids = token_rows(files, trace.row + start, trace.row + stop, columns=["token_id"])
-    ids = [int(i) for i in window_ids.column("token_id").to_numpy()]
-    return values[start:stop], ids, start, peak
+    rows = token_rows(files, trace.row + start, trace.row + stop, columns=["token_id", "redacted"])
+    ids = [int(i) for i in rows.column("token_id").to_numpy()]
+    codes = [int(c) for c in rows.column("redacted").to_numpy()]
+    redacted: list[str | None] = [None] * len(ids)
+    if any(codes):
+        redacted = redacted_texts(codes, redaction_table(files))
+    return values[start:stop], ids, start, peak, redacted
 
 
 def _chunk_stamp(trace: Trace) -> tuple[object, ...] | None:

@@ -66,9 +66,15 @@ def feature_top_tokens(
 
     BOS is left out, as in the index. Traces whose chunk files are gone are skipped.
     """
-    from traces.bundle import feature_activations, token_rows
+    from traces.bundle import (
+        feature_activations,
+        redacted_category,
+        redaction_table,
+        token_rows,
+    )
 
     ids: list[int] = []
+    redacted: dict[int, str] = {}  # place in ``ids`` -> the category shown instead
     for row, files in feature_peak_traces(sae, index, limit):
         trace = row.trace
         if files is None:
@@ -79,7 +85,12 @@ def feature_top_tokens(
         if peaks is None:
             continue
         at = first + int(peaks.argmax())
-        ids.append(int(token_rows(files, at, at + 1, columns=["token_id"])["token_id"][0]))
+        found = token_rows(files, at, at + 1, columns=["token_id", "redacted"])
+        code = int(found["redacted"][0].as_py())
+        if code:  # redacted before storage: its category, never its text
+            redacted[len(ids)] = redacted_category(code, redaction_table(files)) or ""
+        ids.append(int(found["token_id"][0].as_py()))
     if not ids:
         return []
-    return (decode or tokenizer_decode)(ids)
+    pieces = (decode or tokenizer_decode)(ids)
+    return [f"[{redacted[i]}]" if i in redacted else piece for i, piece in enumerate(pieces)]

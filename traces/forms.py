@@ -26,6 +26,14 @@ class PromptSetUploadForm(forms.Form):
     file_format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False, label="Format")
 
 
+class PromptSetOriginalForm(forms.Form):
+    file = forms.FileField(
+        label="Original file",
+        help_text="The file this prompt set was imported from: each prompt must match the one "
+        "imported (by sha256).",
+    )
+
+
 class RunStartForm(forms.Form):
     sae = forms.ModelChoiceField(
         queryset=SaeRecord.objects.all(), to_field_name="name", label="SAE"

@@ -108,6 +108,12 @@ class TokenSerializer(serializers.Serializer):
     text = serializers.CharField(trim_whitespace=False)
     is_bos = serializers.BooleanField()
     is_completion = serializers.BooleanField()
+    redacted = serializers.CharField(
+        allow_null=True,
+        help_text="The PII category when the token was redacted before storage (UK, FR): its "
+        "text is then [CATEGORY] on a span's first token and empty on the rest, and its id "
+        "the pad id. Null when stored as given.",
+    )
     l0 = serializers.IntegerField()
     recon_err = serializers.FloatField(help_text="Squared norm of the reconstruction error.")
     resid_norm = serializers.FloatField()

@@ -94,10 +94,11 @@ def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) ->
     ``feature``. Every mode marks tokens where a watched feature exceeds its threshold."""
     tokens = view.tokens
     watched = view.watched
-    over = [
-        bool(watched) and any(watched.get(f, float("inf")) < v for f, v in t.features)
-        for t in tokens
-    ]
+    over = (
+        [any(v > watched[f] for f, v in t.features if f in watched) for t in tokens]
+        if watched
+        else [False] * len(tokens)
+    )
     strongest: list[int | None] = [None] * len(tokens)
     if mode == "feature" and feature is not None:
         values = [dict(t.features).get(feature, 0.0) for t in tokens]
@@ -119,9 +120,10 @@ def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) ->
         for index, t in enumerate(tokens):
             best, which = 0.0, None
             for f, v in t.features:
-                threshold = view.watched.get(f)
-                if threshold and v / threshold > best:
-                    best, which = v / threshold, f
+                if f in watched:
+                    threshold = watched[f]
+                    if threshold and v / threshold > best:
+                        best, which = v / threshold, f
             values.append(best)
             strongest[index] = which
         top = WATCH_SCALE

@@ -64,6 +64,7 @@ class Token:
     recon_err: float
     resid_norm: float
     features: list[tuple[int, float]]  # kept latents, strongest first
+    redacted: str | None = None  # the category, when the token was redacted before storage
 
     @property
     def err_ratio(self) -> float:
@@ -88,14 +89,46 @@ class TraceTokens:
 
 
 def trace_arrays(trace: Trace) -> dict[str, np.ndarray]:
-    """The trace's dense rows: ``token_ids [tokens]``, ``top_idx``/``top_val [tokens, top_k]``
-    and the per-token metrics. Raises ``ArraysGone`` when its chunk cannot be read."""
-    from traces.bundle import decode_rows, stored_chunk_files
+    """The trace's dense rows: ``token_ids [tokens]``, ``top_idx``/``top_val [tokens, top_k]``,
+    the per-token metrics and ``redacted``. Raises ``ArraysGone`` when its chunk cannot be read."""
+    return trace_rows(trace)[0]
+
+
+def trace_rows(trace: Trace) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """``trace_arrays`` and the chunk's redaction code table (code -> category)."""
+    from traces.bundle import decode_rows, redaction_table, stored_chunk_files
 
     files = stored_chunk_files(trace.run.artifact_prefix, trace.chunk)
     if files is None:
         raise ArraysGone(f"chunk {trace.chunk} of run {trace.run_id} is gone")
-    return decode_rows(files, top_k=trace.run.top_k, start=trace.row, stop=trace.row + trace.tokens)
+    arrays = decode_rows(
+        files, top_k=trace.run.top_k, start=trace.row, stop=trace.row + trace.tokens
+    )
+    return arrays, redaction_table(files)
+
+
+def redacted_pieces(
+    pieces: list[str], codes: list[int], table: dict[int, str]
+) -> tuple[list[str], list[str | None]]:
+    """Token texts with each token redacted before storage shown as its category (``[EMAIL]``
+    on the first token of a span, "" on the rest), and each token's category (None: kept)."""
+    from traces.bundle import redacted_category, redacted_texts
+
+    if not any(codes):
+        return [piece_text(p) for p in pieces], [None] * len(pieces)
+    texts = [
+        piece_text(piece) if marker is None else marker
+        for piece, marker in zip(pieces, redacted_texts(codes, table), strict=True)
+    ]
+    return texts, [redacted_category(code, table) for code in codes]
+
+
+def shown_text(text: str, category: str | None) -> str:
+    """What the strip draws: whitespace made visible; a redacted span's category on its first
+    token and ``…`` on the rest (so each keeps a place in the strip)."""
+    if category is not None:
+        return text or "…"
+    return visible_text(text)
 
 
 def annotation_labels(sae_id: int, indices: set[int]) -> dict[int, Label]:
@@ -118,34 +151,36 @@ def annotation_labels(sae_id: int, indices: set[int]) -> dict[int, Label]:
 def trace_token_view(trace: Trace, decode: Decode | None = None) -> TraceTokens:
     """Every captured token of ``trace`` with its metrics and kept features, plus the labels of
     those features and the SAE's watched features. Raises ``ArraysGone``."""
-    arrays = trace_arrays(trace)
+    arrays, table = trace_rows(trace)
     ids = [int(i) for i in arrays["token_ids"]]
     pieces = (decode or tokenizer_decode)(ids)
+    texts, categories = redacted_pieces(pieces, arrays["redacted"].tolist(), table)
     top_idx = arrays["top_idx"]
     # Python lists once: per-token numpy indexing would cost more than the rest of the page.
     idx_rows, val_rows = top_idx.tolist(), arrays["top_val"].astype(np.float32).tolist()
+    # Kept latents come first in each row (canonical order), the -1 padding last.
+    kept = (top_idx >= 0).sum(axis=1).tolist()
     l0s, errs = arrays["l0"].tolist(), arrays["recon_err"].tolist()
     norms, completion = arrays["resid_norm"].tolist(), arrays["is_completion"].tolist()
     tokens = []
     for position, (token_id, piece) in enumerate(zip(ids, pieces, strict=True)):
-        text = piece_text(piece)
+        text, category = texts[position], categories[position]
         is_bos = position == 0
         tokens.append(
             Token(
                 position=position,
                 token_id=token_id,
                 text=text,
-                shown="BOS" if is_bos and piece == BOS_PIECE else visible_text(text),
+                shown="BOS" if is_bos and piece == BOS_PIECE else shown_text(text, category),
                 is_bos=is_bos,
                 is_completion=bool(completion[position]),
                 l0=l0s[position],
                 recon_err=errs[position],
                 resid_norm=norms[position],
-                features=[
-                    (f, v)
-                    for f, v in zip(idx_rows[position], val_rows[position], strict=True)
-                    if f >= 0
-                ],
+                features=list(
+                    zip(idx_rows[position][: kept[position]], val_rows[position], strict=False)
+                ),
+                redacted=category,
             )
         )
     indices = {int(f) for f in np.unique(top_idx[top_idx >= 0])}

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access
 from traces import selectors
-from traces.forms import PromptSetUploadForm, RunStartForm
+from traces.forms import PromptSetOriginalForm, PromptSetUploadForm, RunStartForm
 from traces.prompt_files import PromptFileError
+from traces.services.originals import (
+    OriginalRefused,
+    prompt_set_original_supply,
+    prompt_set_redaction_summary,
+)
 from traces.services.prompt_sets import prompt_set_upload
 
 PROMPTS_PER_PAGE = 100
@@ -63,8 +70,39 @@ def prompt_set_detail(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
             "page": page,
             "run_form": RunStartForm(initial={"sae": selectors.sae_list().first()}),
             "runs": selectors.run_list().filter(prompt_set=prompt_set)[:20],
+            "redaction": prompt_set_redaction_summary(prompt_set),
+            "original_form": PromptSetOriginalForm(),
         },
     )
+
+
+@access("upload_prompt_set")
+@require_POST
+def prompt_set_original_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
+    """Supply a redacted prompt set's original file again (after the purge removed it)."""
+    prompt_set = get_object_or_404(selectors.prompt_set_list(), pk=prompt_set_id)
+    form = PromptSetOriginalForm(request.POST, request.FILES)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+        return redirect("prompt_set_detail", prompt_set_id=prompt_set.pk)
+    upload = form.cleaned_data["file"]
+    try:
+        count = prompt_set_original_supply(
+            prompt_set,
+            file=upload,
+            filename=upload.name,
+            size=upload.size,
+            user=request.user,  # type: ignore[arg-type]
+            request=request,
+        )
+    except OriginalRefused as exc:
+        messages.error(request, f"The original was refused: {exc}")
+    else:
+        messages.success(
+            request, f"The original file matches all {count} prompts; runs can read it again."
+        )
+    return redirect("prompt_set_detail", prompt_set_id=prompt_set.pk)
 
 
 @access("browse_traces")

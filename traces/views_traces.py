@@ -15,7 +15,7 @@ from traces.forms_traces import TraceColourForm, TraceFilterForm
 from traces.models import Trace
 from traces.selectors_traces import SORTS, list_page, trace_list, trace_neighbours
 from traces.trace_colours import trace_colouring
-from traces.trace_strip import panel_payload, strip_tokens
+from traces.trace_strip import panel_json, panel_payload, strip_html
 from traces.trace_tokens import ArraysGone, trace_token_view
 
 TRACES_PER_PAGE = 50
@@ -72,10 +72,12 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
     selected = colour_form.cleaned_data.get("token") if colour_form.is_valid() else None
     if selected is None or selected >= len(view.tokens):
         selected = 1 if len(view.tokens) > 1 else 0  # the first token after BOS
+    panel = panel_payload(view, colouring) | {
+        "featureUrl": reverse("feature_detail", args=[trace.run.sae.name, 0])
+    }
     context |= {
-        "strip": strip_tokens(view, colouring),
-        "panel": panel_payload(view, colouring)
-        | {"featureUrl": reverse("feature_detail", args=[trace.run.sae.name, 0])},
+        "strip_html": strip_html(view, colouring),
+        "panel_json": panel_json(panel),
         "colouring": colouring,
         "selected": selected,
         "flagged_tokens": sum(colouring.over),

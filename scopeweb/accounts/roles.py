@@ -37,6 +37,9 @@ CAPABILITIES: dict[str, tuple[str, frozenset[Role]]] = {
     "manage_holds": ("Place and lift legal holds", frozenset({AD})),
     "manage_registry": ("Manage the model and SAE registry", frozenset({AD})),
     "purge": ("Purge expired data", frozenset({AD})),
+    "export_data": ("Request exports of runs and cases", frozenset({R, AD})),
+    "approve_export": ("Approve or refuse exports (GDPR review)", frozenset({AD})),
+    "use_export_link": ("Download an export through its single-use link", frozenset({R, A, AD})),
 }
 
 

@@ -12,6 +12,8 @@ from reports.models import AuditCase, CaseState
 from scopeweb.accounts.access import rule_of
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.services import api_token_create
+from scopeweb.exports.models import Export, ExportState
+from scopeweb.retention.models import LegalHold
 from tests.conftest import client_for
 from tests.factories import make_prompt_set, make_trace
 from traces.models import SaeRecord
@@ -49,9 +51,19 @@ EXPECTED: dict[str, dict[str, int]] = {
     "user_edit": ADMIN_PAGE,
     "retention_profile_list": ADMIN_PAGE,
     "retention_profile_edit": ADMIN_PAGE,
+    # legal holds, expiries, the purge, storage cost (admins only)
+    "retention_holds": ADMIN_PAGE,
+    "retention_hold_place": ADMIN_PAGE,
+    "retention_hold_lift": ADMIN_PAGE,
+    "retention_expiries": ADMIN_PAGE,
+    "retention_purge_now": _row(302, 403, 403, 405, 403),  # POST only, after the role check
+    "retention_purge_preview": ADMIN_PAGE,
+    "retention_reapply": ADMIN_PAGE,
+    "storage_cost": ADMIN_PAGE,
     "prompt_set_list": REVIEWER_PAGE,
     "prompt_set_upload": REVIEWER_PAGE,
     "prompt_set_detail": REVIEWER_PAGE,
+    "prompt_set_original": _row(302, 405, 403, 405, 403),  # POST only, after the role check
     "sae_list": REVIEWER_PAGE,
     "run_start": _row(302, 405, 403, 405, 403),  # POST only, after the role check
     "run_list": REVIEWER_PAGE,
@@ -129,6 +141,17 @@ EXPECTED: dict[str, dict[str, int]] = {
     "audit_log": _row(302, 403, 200, 200, 403),  # auditors and admins
     "audit_events_csv": _row(302, 403, 200, 200, 403),
     "api_audit_events": _row(401, 403, 200, 200, 403),
+    # exports; the matrix's export is the reviewer's, awaiting approval (others' are 404)
+    "export_list": REVIEWER_PAGE,
+    "export_create": REVIEWER_PAGE,
+    "export_detail": _row(302, 200, 403, 200, 403),
+    "export_decide": _row(302, 403, 403, 405, 403),  # POST only, after the role check
+    "export_download": _row(302, 404, 404, 404, 403),  # anyone with a role; no such token
+    "api_exports": REVIEWER_API,  # GET; POST requests one
+    "api_export": _row(401, 200, 403, 200, 403),
+    "api_export_approve": _row(401, 403, 403, 405, 403),  # POST only
+    "api_export_refuse": _row(401, 403, 403, 405, 403),  # POST only
+    "api_export_download": _row(401, 404, 404, 404, 403),
 }
 
 
@@ -176,6 +199,10 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
     case = AuditCase.objects.create(
         title="matrix", profile=prompt_set.profile, state=CaseState.SIGNED_OFF
     )
+    export = Export.objects.create(
+        kind="case", target_id=case.pk, profile=prompt_set.profile, requested_by=cast["reviewer"],
+        state=ExportState.AWAITING_APPROVAL,
+    )  # fmt: skip
     objects: dict[str, Any] = {
         "prompt_set_id": prompt_set.pk,
         "api_prompt_set:pk": prompt_set.pk,
@@ -193,6 +220,12 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
         "index": 7,
         "case_id": case.pk,
         "evidence_id": 1,
+        "hold_id": LegalHold.objects.create(
+            target_type="run", target_id=run.pk, reason="matrix"
+        ).pk,
+        "export_id": export.pk,
+        "token": "no-such-token",
+        **{f"{name}:pk": export.pk for name in EXPECTED if name.startswith("api_export")},
         **{f"{name}:pk": case.pk for name in EXPECTED if name.startswith("api_case")},
     }
     wrong = []

@@ -25,6 +25,7 @@ def test_roles_exist_with_the_design_permissions() -> None:
         "verify_report",
         "read_audit_log",
         "read_annotations",
+        "use_export_link",  # an export link a reviewer passed on
     }
     assert perms["admin"] == set(CAPABILITIES)
 

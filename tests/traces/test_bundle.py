@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from traces.bundle import (
+    REDACTION_CODES,
+    REDACTION_RUN_START,
     ROW_GROUP_TOKENS,
     VALUE_MANTISSA_BITS,
     _feature_groups,
@@ -16,6 +18,9 @@ from traces.bundle import (
     decode_rows,
     encode_chunk,
     feature_activations,
+    redacted_texts,
+    redaction_codes,
+    redaction_table,
     round_values,
     token_rows,
     trace_hash,
@@ -77,7 +82,10 @@ def test_the_files_are_plain_parquet_tables() -> None:
     files = encode_chunk(arrays)
     tokens = pq.read_table(io.BytesIO(files["tokens"])).to_pandas()
     kept = pq.read_table(io.BytesIO(files["features"])).to_pandas()
-    assert list(tokens.columns) == ["token_id", "l0", "recon_err", "resid_norm", "is_completion"]
+    assert list(tokens.columns) == [
+        "token_id", "l0", "recon_err", "resid_norm", "is_completion", "redacted"
+    ]  # fmt: skip
+    assert (tokens["redacted"] == 0).all()
     assert list(kept.columns) == ["feature", "row", "value"]
     assert len(kept) == int((arrays["top_idx"] >= 0).sum())
     first = kept[kept["row"] == 0].sort_values("value", ascending=False)
@@ -131,3 +139,54 @@ def test_format_2_files_with_one_row_group_still_read() -> None:
     assert trace_hash(part, 0, 410) == trace_hash(
         arrays, ROW_GROUP_TOKENS - 10, ROW_GROUP_TOKENS + 400
     )
+
+
+def _redact(
+    arrays: dict[str, np.ndarray], rows: slice, category: str, codes: dict[str, int]
+) -> None:
+    marks = np.zeros(len(arrays["token_ids"]), dtype=np.uint8)
+    marks[rows] = codes[category]
+    marks[rows.start] |= REDACTION_RUN_START
+    arrays["redacted"] = marks
+    arrays["token_ids"][rows] = 0
+
+
+def test_redacted_tokens_store_their_category_code_and_the_pad_id() -> None:
+    arrays = _chunk(tokens=120, seed=6)
+    codes = redaction_codes(["EMPLOYEE_ID"])
+    _redact(arrays, slice(40, 44), "EMPLOYEE_ID", codes)
+    files = encode_chunk(arrays, codes)
+    back = decode_rows(files, top_k=8)
+    assert np.array_equal(back["redacted"], arrays["redacted"])
+    assert (back["token_ids"][40:44] == 0).all()
+    table = redaction_table(files)
+    assert (
+        table[codes["EMPLOYEE_ID"]] == "EMPLOYEE_ID" and table[REDACTION_CODES["EMAIL"]] == "EMAIL"
+    )
+    shown = redacted_texts(back["redacted"][38:46].tolist(), table)
+    assert shown == [None, None, "[EMPLOYEE_ID]", "", "", "", None, None]
+    # A window that starts inside the span still says what it hides.
+    assert redacted_texts(back["redacted"][42:45].tolist(), table) == ["[EMPLOYEE_ID]", "", None]
+    # Only a trace with a redacted token hashes the column; it is part of what is pinned.
+    assert trace_hash(back, 40, 60) == trace_hash(arrays, 40, 60)
+    plain = dict(arrays, redacted=np.zeros_like(arrays["redacted"]))
+    assert trace_hash(plain, 40, 60) != trace_hash(arrays, 40, 60)
+    without = {k: v for k, v in plain.items() if k != "redacted"}
+    assert trace_hash(plain, 0, 30) == trace_hash(without, 0, 30) == trace_hash(arrays, 0, 30)
+
+
+def test_format_3_files_without_the_redacted_column_still_read() -> None:
+    arrays = _chunk(tokens=200, seed=7)
+    files = encode_chunk(arrays)
+    table = pq.read_table(io.BytesIO(files["tokens"])).drop(["redacted"])
+    table = table.replace_schema_metadata(None)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    old = {"tokens": buffer.getvalue(), "features": files["features"]}
+    back = decode_rows(old, top_k=8, start=10, stop=90)
+    assert (back["redacted"] == 0).all() and back["redacted"].dtype == np.uint8
+    original = {k: v for k, v in arrays.items() if k != "redacted"}
+    assert trace_hash(back, 0, 80) == trace_hash(original, 10, 90)
+    rows = token_rows(old, 5, 9, columns=["token_id", "redacted"])
+    assert rows.column("redacted").to_pylist() == [0, 0, 0, 0]
+    assert redaction_table(old)[REDACTION_CODES["UK_NHS"]] == "UK_NHS"

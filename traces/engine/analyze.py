@@ -4,16 +4,23 @@ For each prompt it tokenises (BOS first), optionally samples a completion, runs 
 up to the SAE's hook, encodes with the SAE and keeps per token the top-k active latents, L0, the
 squared reconstruction error and the residual norm. The BOS token is kept in the arrays but left
 out of every per-trace figure and of the feature index (its activations are outliers).
+
+With a ``TokenRedaction`` (profiles that redact before storage) the model still reads the
+original text; afterwards each trace's token strings go through PII detection, and a token
+inside a span is stored as the tokenizer's pad id with its category's code in ``redacted``
+(see ``traces.bundle``), so activations and metrics stay those of the original while no token
+string of the span is stored. A generated completion is stored redacted the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from traces.bundle import canonicalize, trace_hash
+from traces.bundle import REDACTION_RUN_START, canonicalize, redaction_code, trace_hash
 from traces.engine.capture import batches_by_length, capture_residual, make_batch
 from traces.engine.model import LoadedModel
 from traces.engine.sae import LoadedSae
@@ -40,6 +47,64 @@ class ChunkResult:
     arrays: dict[str, np.ndarray]
     traces: list[TraceResult]
     tokens: int
+
+
+# Token texts -> (shown texts, category per token): ``scopeweb.redaction.redact_tokens``'s shape,
+# where the first token of a span shows ``[CATEGORY]`` and the rest "".
+FindPii = Callable[[list[str]], tuple[list[str], list[str | None]]]
+
+
+@dataclass(frozen=True)
+class TokenRedaction:
+    """Redaction of stored token strings: ``find`` detects PII in a trace's token texts,
+    ``codes`` gives each category's stored code (``traces.bundle.redaction_codes``)."""
+
+    find: FindPii
+    codes: dict[str, int]
+
+
+def _pad_id(loaded: LoadedModel) -> int:
+    found = loaded.tokenizer.token_to_id("<pad>")
+    return int(found) if found is not None else 0
+
+
+def _redaction_marks(
+    loaded: LoadedModel, sequence: list[int], redaction: TokenRedaction
+) -> tuple[np.ndarray, list[str]]:
+    """The ``redacted`` byte of each token of ``sequence`` and its ``[CATEGORY]`` label ("" when
+    kept). BOS takes no part in detection."""
+    from traces.trace_tokens import piece_text
+
+    texts = [""] + [piece_text(loaded.tokenizer.id_to_token(int(i)) or "") for i in sequence[1:]]
+    shown, categories = redaction.find(texts)
+    marks = np.zeros(len(sequence), dtype=np.uint8)
+    labels = []
+    for position, category in enumerate(categories):
+        labels.append(f"[{category}]" if category is not None else "")
+        if category is not None:
+            marks[position] = redaction_code(category, redaction.codes, first=bool(shown[position]))
+    return marks, labels
+
+
+def _redacted_completion(
+    loaded: LoadedModel, ids: list[int], marks: np.ndarray, labels: list[str]
+) -> str:
+    """The completion's text with each redacted span replaced by its ``[CATEGORY]`` (also when
+    the span began in the prompt)."""
+    parts: list[str] = []
+    kept: list[int] = []
+    for position, token in enumerate(ids):
+        if not marks[position]:
+            kept.append(token)
+            continue
+        if kept:
+            parts.append(loaded.tokenizer.decode(kept))
+            kept = []
+        if marks[position] & REDACTION_RUN_START or position == 0 or not marks[position - 1]:
+            parts.append(labels[position])
+    if kept:
+        parts.append(loaded.tokenizer.decode(kept))
+    return "".join(parts)
 
 
 def _generate(
@@ -71,6 +136,7 @@ def analyze_chunk(
     generate_tokens: int = 0,
     seed: int = 0,
     max_batch_tokens: int = 8192,
+    redaction: TokenRedaction | None = None,
 ) -> ChunkResult:
     sequences: list[list[int]] = []
     prompt_lengths: list[int] = []
@@ -96,6 +162,7 @@ def analyze_chunk(
         "recon_err": np.zeros(total, dtype=np.float32),
         "resid_norm": np.zeros(total, dtype=np.float32),
         "is_completion": np.zeros(total, dtype=np.uint8),
+        "redacted": np.zeros(total, dtype=np.uint8),
     }
     enc = sae.sae
     module = sae.config.module_path
@@ -128,6 +195,21 @@ def analyze_chunk(
                 if len(body) > 1
                 else float(body.pow(2).sum())
             )
+
+    if redaction is not None:  # after the model read the original: only what is stored changes
+        pad = _pad_id(loaded)
+        for index, sequence in enumerate(sequences):
+            marks, labels = _redaction_marks(loaded, sequence, redaction)
+            if not marks.any():
+                continue
+            start, stop = int(rows[index]), int(rows[index + 1])
+            arrays["redacted"][start:stop] = marks
+            arrays["token_ids"][start:stop][marks > 0] = pad
+            cut = prompt_lengths[index]
+            if completions[index]:
+                completions[index] = _redacted_completion(
+                    loaded, sequence[cut:], marks[cut:], labels[cut:]
+                )
 
     # Stored values are rounded (see traces.bundle); hash and index what is stored.
     canonicalize(arrays)

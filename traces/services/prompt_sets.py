@@ -26,6 +26,7 @@ from scopeweb.retention.models import RetentionProfile
 from scopeweb.retention.services_expiry import expiry_for
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import Limits, Problem, PromptFileError, detect_format, parse_prompt_file
+from traces.services.originals import redacts_before_storage, text_sha256
 
 log = logging.getLogger(__name__)
 TOKENIZE_BATCH = 256
@@ -158,6 +159,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 [problem.as_dict() for problem in exc.problems],
             ) from None
         counts = _count_tokens(job_id, [prompt.text for prompt in parsed])
+        stored = _stored_texts(job_id, profile, [prompt.text for prompt in parsed])
         job_progress(job_id, done=len(parsed), total=len(parsed), note="saving")
         limit = profile.capture_limit
         with transaction.atomic():
@@ -186,13 +188,17 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                         position=position,
                         line=prompt.line,
                         external_id=prompt.external_id,
-                        text=prompt.text,
+                        text=text,
+                        text_sha256=text_sha256(prompt.text),
+                        redactions=found,
                         tags=prompt.tags,
                         metadata=prompt.metadata,
                         token_count=count,
                         over_capture_limit=count > limit,
                     )
-                    for position, (prompt, count) in enumerate(zip(parsed, counts, strict=True))
+                    for position, (prompt, count, (text, found)) in enumerate(
+                        zip(parsed, counts, stored, strict=True)
+                    )
                 ),
                 batch_size=INSERT_BATCH,
             )
@@ -205,6 +211,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                     "job": str(job.pk),
                     "prompts": len(parsed),
                     "sha256": prompt_set.source_sha256,
+                    "prompts_redacted": sum(1 for _, found in stored if found),
                 },
             )
             job_succeed(
@@ -212,8 +219,27 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 result={"prompt_set_id": prompt_set.pk, "prompts": len(parsed)},
                 note=f"imported {len(parsed)} prompts",
             )
-        _discard(upload_path)
+        if not redacts_before_storage(profile):
+            # Kept otherwise: the engine reads the original, until the retention purge.
+            _discard(upload_path)
     return prompt_set
+
+
+def _stored_texts(
+    job_id: uuid.UUID | str, profile: RetentionProfile, texts: list[str]
+) -> list[tuple[str, dict[str, int]]]:
+    """Each prompt's text as stored, and its redacted spans per category: redacted for the
+    profiles that redact before storage, as given otherwise."""
+    if not redacts_before_storage(profile):
+        return [(text, {}) for text in texts]
+    from scopeweb.redaction import redact_text
+
+    job_progress(job_id, done=0, total=len(texts), note="redacting personal data")
+    stored = []
+    for text in texts:
+        found = redact_text(text, profile)
+        stored.append((found.text, dict(found.counts)))
+    return stored
 
 
 def _discard(path: str) -> None:

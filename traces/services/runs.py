@@ -13,7 +13,7 @@ import math
 import platform
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
@@ -33,8 +33,17 @@ from traces.bundle import (
     write_chunk,
     write_manifest,
 )
-from traces.models import AnalysisRun, Prompt, PromptSet, SaeRecord, Trace, TraceFeature
+from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace, TraceFeature
+from traces.services.originals import (
+    OriginalUnavailable,
+    prompts_for_analysis,
+    redacts_before_storage,
+    run_token_redaction,
+)
 from traces.services.saes import sae_folder
+
+if TYPE_CHECKING:
+    from traces.engine.analyze import TokenRedaction
 
 log = logging.getLogger(__name__)
 INDEX_BATCH = 5000
@@ -185,6 +194,11 @@ def run_execute(job_id: uuid.UUID | str) -> AnalysisRun | None:
         return None
     run = AnalysisRun.objects.select_related("sae", "prompt_set").get(job=job)
     with job_running(job_id):
+        try:  # the original texts (UK, FR: from the kept upload), before the slow model load
+            prompts = prompts_for_analysis(run.prompt_set)
+        except OriginalUnavailable as exc:
+            raise JobError(str(exc)) from None
+        redaction = run_token_redaction(run.profile)
         if run.dtype == AnalysisRun.DType.AUTO:  # pinned on first execution; reruns keep it
             run.dtype = runtime.default_dtype()
             run.save(update_fields=["dtype"])
@@ -196,11 +210,6 @@ def run_execute(job_id: uuid.UUID | str) -> AnalysisRun | None:
             sae = runtime.sae_for(sae_folder(run.sae), loaded)
         except SaeError as exc:
             raise JobError(f"The SAE cannot be used: {exc}") from None
-        prompts = list(
-            Prompt.objects.filter(prompt_set=run.prompt_set)
-            .order_by("position")
-            .values_list("pk", "text")
-        )
         run.device_kind = runtime.device_kind(loaded)
         run.pins = {
             "model_weights": loaded.weights_sha256,
@@ -224,8 +233,9 @@ def run_execute(job_id: uuid.UUID | str) -> AnalysisRun | None:
                 capture_limit=run.capture_limit,
                 generate_tokens=run.generate_tokens,
                 seed=run.seed,
+                redaction=redaction,
             )
-            write_chunk(run.artifact_prefix, chunk, result.arrays)
+            write_chunk(run.artifact_prefix, chunk, result.arrays, _codes(redaction))
             _commit_chunk(run, chunk, result, time.monotonic() - started)
             run.refresh_from_db()
             _report(job_id, run)
@@ -278,6 +288,10 @@ def _commit_chunk(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> 
         tokens_done=F("tokens_done") + result.tokens,
         compute_seconds=F("compute_seconds") + seconds,
     )
+
+
+def _codes(redaction: TokenRedaction | None) -> dict[str, int] | None:
+    return redaction.codes if redaction is not None else None
 
 
 def _report(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
@@ -358,6 +372,7 @@ def run_manifest(run: AnalysisRun, files: ChunkFiles) -> dict[str, Any]:
             "numpy": numpy.__version__,
         },
         "device": run.device_kind,
+        "redaction": run_manifest_redaction(run),
         "files": {
             "tokens": {
                 "token_id": "int32, the Gemma token id (the first row of a trace is BOS)",
@@ -365,6 +380,9 @@ def run_manifest(run: AnalysisRun, files: ChunkFiles) -> dict[str, Any]:
                 "recon_err": "float32, squared error of the SAE reconstruction",
                 "resid_norm": "float32, L2 norm of the residual at the hook",
                 "is_completion": "uint8, 1 for generated tokens",
+                "redacted": "uint8, 0 when stored as given; else the redaction category's code "
+                "(see redaction.codes; +128 on the first token of a span), token_id then "
+                "being the pad id",
             },
             "features": {
                 "feature": "int32, latent index (rows sorted by feature, then row)",
@@ -402,6 +420,24 @@ def run_manifest(run: AnalysisRun, files: ChunkFiles) -> dict[str, Any]:
             for trace in traces
         ],
     }
+
+
+def run_manifest_redaction(run: AnalysisRun) -> dict[str, Any]:
+    """The manifest's ``redaction``: the profile's rule and, when token strings were redacted
+    before storage, the code table of the ``redacted`` column."""
+    from scopeweb.redaction.custom import custom_patterns_of
+    from traces.bundle import REDACTION_RUN_START, redaction_codes
+
+    found: dict[str, Any] = {"rule": run.profile.redaction, "before_storage": False}
+    if redacts_before_storage(run.profile):
+        patterns = custom_patterns_of(run.profile.custom_patterns)
+        codes = redaction_codes([category for _, _, category in patterns])
+        found |= {
+            "before_storage": True,
+            "codes": {str(code): category for category, code in sorted(codes.items())},
+            "span_start_flag": REDACTION_RUN_START,
+        }
+    return found
 
 
 def _finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:

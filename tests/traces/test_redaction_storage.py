@@ -1,0 +1,216 @@
+"""Redaction before storage (UK ``required``, FR ``strong``): prompts and token strings are stored
+redacted, while the engine analyses the original text, so activations are those of the original."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
+from django.urls import reverse
+from django.utils import timezone
+
+from scopeweb.audit.models import AuditEvent
+from scopeweb.jobs.models import Job, JobState
+from tests.conftest import client_for
+from tests.traces.conftest import import_prompt_set, jsonl
+from traces.bundle import SCHEMA_PATH, decode_rows, read_chunk_files, trace_hash
+from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace, TraceFeature
+from traces.services.originals import (
+    OriginalRefused,
+    original_path,
+    prompt_set_original_supply,
+    prompts_for_analysis,
+)
+from traces.services.runs import run_execute, run_start
+from traces.services.saes import sae_register_shipped, shipped_sae_folders
+
+pytestmark = pytest.mark.django_db
+EMAIL = "jane.doe@example.org"
+NHS = "943 476 5919"  # a valid NHS number (its check digit holds)
+PROMPTS = [
+    f"Please email me at {EMAIL} about the results.",
+    f"My NHS number is {NHS}, please update my record.",
+    "The quick brown fox jumps over the lazy dog.",
+]
+needs_sae = pytest.mark.skipif(not shipped_sae_folders(), reason="no SAE shipped yet")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _forget_original(prompt_set: PromptSet) -> None:
+    """What the retention purge does to the original of a redacted prompt set."""
+    job = prompt_set.import_job
+    assert job is not None
+    default_storage.delete(original_path(prompt_set))
+    job.params = job.params | {"original_purged_at": timezone.now().isoformat()}
+    job.save(update_fields=["params"])
+
+
+def _run(prompt_set: PromptSet, sae: SaeRecord, **kwargs: object) -> AnalysisRun:
+    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False, **kwargs)  # type: ignore[arg-type]
+    run_execute(run.job_id)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def uk_set(reviewer: User) -> PromptSet:
+    return import_prompt_set(reviewer, PROMPTS, profile="UK", name="uk set")
+
+
+def test_a_uk_import_stores_redacted_text_with_the_originals_sha256(
+    uk_set: PromptSet, reviewer: User
+) -> None:
+    prompts = list(uk_set.prompts.order_by("position"))
+    assert prompts[0].text == "Please email me at [EMAIL] about the results."
+    assert prompts[1].text == "My NHS number is [UK_NHS], please update my record."
+    assert prompts[2].text == PROMPTS[2]
+    assert [p.text_sha256 for p in prompts] == [_sha(t) for t in PROMPTS]
+    assert [p.redactions for p in prompts] == [{"EMAIL": 1}, {"UK_NHS": 1}, {}]
+    us_set = import_prompt_set(reviewer, PROMPTS, profile="US", name="us set")
+    us_counts = list(us_set.prompts.order_by("position").values_list("token_count", flat=True))
+    assert [p.token_count for p in prompts] == us_counts  # counted on the original
+    # The original upload is kept for the engine (until the retention purge).
+    assert default_storage.exists(original_path(uk_set))
+    assert [t for _, t in prompts_for_analysis(uk_set)] == PROMPTS
+    page = client_for(reviewer).get(reverse("prompt_set_detail", args=[uk_set.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert EMAIL not in html and NHS not in html
+    assert "Prompts redacted" in html and "2 of 3" in html
+    assert "EMAIL 1" in html and "UK_NHS 1" in html
+    assert "Supply the original file again" not in html  # still kept
+
+
+def test_a_us_import_stores_the_text_as_given(reviewer: User) -> None:
+    us_set = import_prompt_set(reviewer, PROMPTS, profile="US", name="us set")
+    prompts = list(us_set.prompts.order_by("position"))
+    assert [p.text for p in prompts] == PROMPTS
+    assert [p.text_sha256 for p in prompts] == [_sha(t) for t in PROMPTS]
+    assert all(p.redactions == {} for p in prompts)
+    assert us_set.import_job is not None
+    assert not default_storage.exists(original_path(us_set))  # not needed: the text is stored
+    html = client_for(reviewer).get(reverse("prompt_set_detail", args=[us_set.pk])).content
+    assert EMAIL in html.decode() and b"Prompts redacted" not in html
+
+
+def test_the_original_supplied_again_must_match_every_prompt(
+    uk_set: PromptSet, reviewer: User
+) -> None:
+    _forget_original(uk_set)
+    client = client_for(reviewer)
+    page = client.get(reverse("prompt_set_detail", args=[uk_set.pk])).content.decode()
+    assert "Supply the original file again" in page
+    url = reverse("prompt_set_original", args=[uk_set.pk])
+
+    changed = [PROMPTS[0], PROMPTS[1].replace("5919", "5918"), PROMPTS[2]]
+    answer = client.post(
+        url, {"file": _upload(jsonl(changed), "prompts.jsonl")}, follow=True
+    ).content.decode()
+    assert "The original was refused" in answer and "at line 2" in answer
+    assert not AuditEvent.objects.filter(action="prompt_set.original_supplied").exists()
+    with pytest.raises(OriginalRefused, match="holds 2 prompts; the prompt set holds 3"):
+        data = jsonl(PROMPTS[:2])
+        prompt_set_original_supply(
+            uk_set, file=io.BytesIO(data), filename="p.jsonl", size=len(data), user=reviewer
+        )
+
+    answer = client.post(
+        url, {"file": _upload(jsonl(PROMPTS), "again.jsonl")}, follow=True
+    ).content.decode()
+    assert "matches all 3 prompts" in answer
+    event = AuditEvent.objects.get(action="prompt_set.original_supplied")
+    assert event.detail["prompts"] == 3 and event.detail["sha256"] == _sha_bytes(jsonl(PROMPTS))
+    uk_set.refresh_from_db()
+    assert [t for _, t in prompts_for_analysis(uk_set)] == PROMPTS
+
+
+def _upload(data: bytes, name: str) -> io.BytesIO:
+    handle = io.BytesIO(data)
+    handle.name = name
+    return handle
+
+
+def _sha_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@needs_sae
+def test_a_run_without_the_original_fails_and_says_what_to_do(uk_set: PromptSet) -> None:
+    _forget_original(uk_set)
+    sae = sae_register_shipped()[0]
+    run = _run(uk_set, sae)
+    job = Job.objects.get(pk=run.job_id)
+    assert job.state == JobState.FAILED
+    assert "no longer stored" in job.error and "Supply the original file again" in job.error
+    assert not Trace.objects.filter(run=run).exists()
+
+
+@needs_sae
+def test_a_uk_run_analyses_the_original_but_stores_redacted_tokens(
+    uk_set: PromptSet, reviewer: User
+) -> None:
+    sae = sae_register_shipped()[0]
+    us_set = import_prompt_set(reviewer, PROMPTS, profile="US", name="us set")
+    uk_run, us_run = _run(uk_set, sae), _run(us_set, sae)
+    assert Job.objects.get(pk=uk_run.job_id).state == JobState.SUCCEEDED
+    uk_traces = list(Trace.objects.filter(run=uk_run).order_by("prompt__position"))
+    us_traces = list(Trace.objects.filter(run=us_run).order_by("prompt__position"))
+    uk_arrays = decode_rows(read_chunk_files(uk_run.artifact_prefix, 0), top_k=32)
+    us_arrays = decode_rows(read_chunk_files(us_run.artifact_prefix, 0), top_k=32)
+    # Activations and metrics are those of the original text, token by token.
+    for name in ("top_idx", "top_val", "l0", "recon_err", "resid_norm"):
+        assert np.array_equal(uk_arrays[name], us_arrays[name]), name
+    for uk, us in zip(uk_traces, us_traces, strict=True):
+        assert (uk.tokens, uk.l0, uk.fvu) == (us.tokens, us.l0, us.fvu)
+        assert _index(uk) == _index(us)
+        assert trace_hash(uk_arrays, uk.row, uk.row + uk.tokens) == uk.arrays_sha256
+    # Only the tokens of the email and the NHS number are stored redacted, as the pad id.
+    marked = uk_arrays["redacted"] > 0
+    assert marked.any() and not us_arrays["redacted"].any()
+    assert (uk_arrays["token_ids"][marked] == 0).all()
+    assert np.array_equal(uk_arrays["token_ids"][~marked], us_arrays["token_ids"][~marked])
+    third = uk_traces[2]
+    assert not marked[third.row : third.row + third.tokens].any()
+    assert uk_traces[2].arrays_sha256 == us_traces[2].arrays_sha256  # nothing redacted there
+    assert uk_traces[0].arrays_sha256 != us_traces[0].arrays_sha256
+    manifest = json.loads(default_storage.open(f"runs/{uk_run.pk}/manifest.json").read())
+    jsonschema.validate(manifest, json.loads(Path(SCHEMA_PATH).read_text()))
+    assert manifest["format"] == "scopeweb-trace-bundle/4"
+    assert manifest["redaction"]["before_storage"] is True
+    assert "EMAIL" in manifest["redaction"]["codes"].values()
+
+    client = client_for(reviewer)
+    for trace, category in ((uk_traces[0], "[EMAIL]"), (uk_traces[1], "[UK_NHS]")):
+        html = client.get(reverse("trace_detail", args=[trace.pk])).content.decode()
+        assert category in html and 'class="tok redacted' in html
+        assert "redacted before storage" in html
+        for secret in ("jane", "example.org", "5919", "476"):
+            assert secret not in html, secret
+        api = client.get(reverse("api_trace_tokens", args=[trace.pk])).json()
+        texts = [token["text"] for token in api["tokens"]]
+        assert category in texts
+        assert not any(s in "".join(texts) for s in ("jane", "example", "5919"))
+        redacted = [t for t in api["tokens"] if t["redacted"]]
+        assert redacted and all(t["id"] == 0 for t in redacted)
+        # Positions are unchanged: the strip stays aligned with the activations.
+        assert len(api["tokens"]) == trace.tokens
+    us_html = client.get(reverse("trace_detail", args=[us_traces[0].pk])).content.decode()
+    assert "example" in us_html and "[EMAIL]" not in us_html
+
+
+def _index(trace: Trace) -> list[tuple[int, float, int, int]]:
+    return list(
+        TraceFeature.objects.filter(trace=trace)
+        .order_by("feature")
+        .values_list("feature", "max_activation", "count", "first_position")
+    )

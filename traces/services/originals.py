@@ -1,0 +1,267 @@
+"""Original texts of prompt sets whose profile redacts before storage (UK ``required``, FR
+``strong``).
+
+Such a prompt set stores each prompt redacted, with the sha256 of the original text
+(``Prompt.text_sha256``). The engine must analyse the original, so it reads it again from the
+upload the import kept (the import job's ``params["upload_path"]``), parsed as the import parsed
+it and checked prompt by prompt against those hashes. The retention purge deletes that upload
+after ``RETENTION_ORIGINAL_HOURS``; a reviewer who still needs a run then supplies the original
+file again (``prompt_set_original_supply``), which is accepted only when every prompt matches.
+
+US (``best_effort``) prompt sets store the text as given: the stored text is the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from scopeweb.audit.services import audit_record
+from scopeweb.jobs.models import Job
+from scopeweb.retention.models import Redaction, RetentionProfile
+from traces.models import Prompt, PromptSet
+from traces.prompt_files import Limits, ParsedPrompt, PromptFileError, parse_prompt_file
+
+if TYPE_CHECKING:
+    from traces.engine.analyze import TokenRedaction
+
+REDACTED_BEFORE_STORAGE = (Redaction.REQUIRED, Redaction.STRONG)
+
+
+class OriginalUnavailable(Exception):
+    """The original texts cannot be read (gone, or no longer what was imported)."""
+
+
+class OriginalRefused(Exception):
+    """A re-supplied original is not the file that was imported; the message says where."""
+
+
+def redacts_before_storage(profile: RetentionProfile) -> bool:
+    return profile.redaction in REDACTED_BEFORE_STORAGE
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _limits() -> Limits:
+    from traces.services.prompt_sets import prompt_limits
+
+    return prompt_limits()
+
+
+def _stored_prompts(prompt_set: PromptSet) -> list[tuple[int, int, str, str]]:
+    """(pk, line, text, text_sha256) of every prompt, in file order."""
+    return list(
+        Prompt.objects.filter(prompt_set=prompt_set)
+        .order_by("position")
+        .values_list("pk", "line", "text", "text_sha256")
+    )
+
+
+def _mismatch(
+    parsed: list[ParsedPrompt], stored: list[tuple[int, int, str, str]], what: str
+) -> str | None:
+    """Why ``parsed`` is not the imported file, naming the first line that differs; None when
+    every prompt matches."""
+    for prompt, (_, line, _, digest) in zip(parsed, stored, strict=False):
+        if text_sha256(prompt.text) != digest:
+            return (
+                f"{what} differs from the imported prompt set at line {prompt.line}: its prompt "
+                f"does not have the sha256 of the prompt imported from line {line}."
+            )
+    if len(parsed) != len(stored):
+        return (
+            f"{what} holds {len(parsed)} prompts; the prompt set holds {len(stored)}, so it is "
+            "not the file that was imported."
+        )
+    return None
+
+
+def original_path(prompt_set: PromptSet) -> str:
+    """Where the kept original upload is (or was); "" when the import left no record."""
+    job = prompt_set.import_job
+    return str(job.params.get("upload_path", "")) if job is not None else ""
+
+
+def original_available(prompt_set: PromptSet) -> bool:
+    """Whether the engine can read the originals of a prompt set that redacts before storage."""
+    job = prompt_set.import_job
+    if job is None or job.params.get("original_purged_at"):
+        return False
+    path = original_path(prompt_set)
+    return bool(path) and default_storage.exists(path)
+
+
+def prompts_for_analysis(prompt_set: PromptSet) -> list[tuple[int, str]]:
+    """(prompt pk, text the engine analyses) in file order: the stored text, or for a profile
+    that redacts before storage the verified original. Raises ``OriginalUnavailable``."""
+    stored = _stored_prompts(prompt_set)
+    if not redacts_before_storage(prompt_set.profile) or not any(d for *_, d in stored):
+        # Stored as given (US, or imported before redaction before storage existed).
+        return [(pk, text) for pk, _, text, _ in stored]
+    name = f"prompt set {prompt_set.name!r} ({prompt_set.profile.code})"
+    job = prompt_set.import_job
+    path = original_path(prompt_set)
+    gone = (
+        f"The original texts of {name} are no longer stored (the profile keeps them only for a "
+        "while after import, then only the redacted text remains). Supply the original file "
+        "again on the prompt set's page, then start the run again."
+    )
+    if job is None or not path or job.params.get("original_purged_at"):
+        raise OriginalUnavailable(gone)
+    try:
+        with default_storage.open(path, "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, OSError):
+        raise OriginalUnavailable(gone) from None
+    try:
+        _, parsed = parse_prompt_file(
+            data,
+            filename=str(job.params.get("filename", path)),
+            limits=_limits(),
+            file_format=str(job.params.get("format", "")),
+        )
+    except PromptFileError as exc:
+        raise OriginalUnavailable(f"The stored original of {name} cannot be read: {exc}") from None
+    problem = _mismatch(parsed, stored, f"The stored original of {name}")
+    if problem:
+        raise OriginalUnavailable(problem + " Supply the original file again.")
+    return [(pk, prompt.text) for (pk, *_), prompt in zip(stored, parsed, strict=True)]
+
+
+def prompt_texts_for_analysis(prompt_set: PromptSet) -> list[str]:
+    """``prompts_for_analysis`` without the pks."""
+    return [text for _, text in prompts_for_analysis(prompt_set)]
+
+
+def run_token_redaction(profile: RetentionProfile) -> TokenRedaction | None:
+    """What the engine needs to redact stored token strings under ``profile`` (None: store
+    them as given). Worker-side: imports the engine."""
+    if not redacts_before_storage(profile):
+        return None
+    from scopeweb.redaction import redact_tokens
+    from scopeweb.redaction.custom import custom_patterns_of
+    from traces.bundle import redaction_codes
+    from traces.engine.analyze import TokenRedaction
+
+    categories = [category for _, _, category in custom_patterns_of(profile.custom_patterns)]
+
+    def find(tokens: list[str]) -> tuple[list[str], list[str | None]]:
+        return redact_tokens(tokens, profile)
+
+    return TokenRedaction(find=find, codes=redaction_codes(categories))
+
+
+def _safe_name(filename: str) -> str:
+    name = re.sub(r"[^\w.-]+", "_", filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1])
+    return name.strip("._")[:100] or "prompts"
+
+
+def prompt_set_original_supply(
+    prompt_set: PromptSet,
+    *,
+    file: IO[bytes],
+    filename: str,
+    size: int,
+    user: User | None,
+    request: Any = None,
+) -> int:
+    """Accept the original file of ``prompt_set`` again, when each of its prompts has the
+    sha256 recorded at import; it becomes the stored upload that runs read. Returns the number
+    of prompts. Raises ``OriginalRefused`` naming the first line that differs."""
+    if not redacts_before_storage(prompt_set.profile):
+        raise OriginalRefused(
+            f"Prompt set {prompt_set.name!r} stores its prompts as given "
+            f"({prompt_set.profile.code}); it needs no original file."
+        )
+    job = prompt_set.import_job
+    if job is None:
+        raise OriginalRefused("This prompt set has no import record to keep an original with.")
+    limits = _limits()
+    if size > limits.max_bytes:
+        raise OriginalRefused(f"The file is {size:,} bytes; the limit is {limits.max_bytes:,}.")
+    data = file.read(limits.max_bytes + 1)
+    file_format = str(job.params.get("format", ""))
+    try:
+        _, parsed = parse_prompt_file(
+            data, filename=filename, limits=limits, file_format=file_format
+        )
+    except PromptFileError as exc:
+        raise OriginalRefused(f"The file was refused: {exc}") from None
+    stored = _stored_prompts(prompt_set)
+    if not any(d for *_, d in stored):
+        raise OriginalRefused(
+            "This prompt set was imported without the sha256 of its originals, so a file "
+            "cannot be checked against it."
+        )
+    problem = _mismatch(parsed, stored, "The file")
+    if problem:
+        raise OriginalRefused(problem)
+    path = default_storage.save(
+        f"uploads/originals/{prompt_set.pk}/{uuid.uuid4()}/{_safe_name(filename)}",
+        ContentFile(data),
+    )
+    try:
+        with transaction.atomic():
+            locked = Job.objects.select_for_update().get(pk=job.pk)
+            before = str(locked.params.get("upload_path", ""))
+            params = {k: v for k, v in locked.params.items() if k != "original_purged_at"}
+            locked.params = params | {
+                "upload_path": path,
+                "filename": filename,
+                "format": file_format,
+                "original_supplied_at": timezone.now().isoformat(),
+            }
+            locked.save(update_fields=["params"])
+            audit_record(
+                "prompt_set.original_supplied",
+                request=request,
+                user=user,
+                via="command",
+                obj=prompt_set,
+                detail={
+                    "filename": filename,
+                    "bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "prompts": len(parsed),
+                },
+            )
+    except Exception:
+        default_storage.delete(path)
+        raise
+    if before and before != path and default_storage.exists(before):
+        default_storage.delete(before)  # an older copy: one original is kept, not two
+    prompt_set.import_job = locked
+    return len(parsed)
+
+
+@dataclass(frozen=True)
+class RedactionSummary:
+    prompts_redacted: int
+    counts: dict[str, int]  # category -> spans, over every prompt
+    original_kept: bool  # the engine can read the originals now
+
+
+def prompt_set_redaction_summary(prompt_set: PromptSet) -> RedactionSummary | None:
+    """How many prompts were redacted before storage, by category; None for a profile that
+    stores prompts as given."""
+    if not redacts_before_storage(prompt_set.profile):
+        return None
+    counts: Counter[str] = Counter()
+    redacted = 0
+    for found in Prompt.objects.filter(prompt_set=prompt_set).values_list("redactions", flat=True):
+        if found:
+            redacted += 1
+            counts.update({str(k): int(v) for k, v in found.items()})
+    return RedactionSummary(redacted, dict(sorted(counts.items())), original_available(prompt_set))
