@@ -140,6 +140,8 @@ def export_build(export: Export, *, decode: Decode | None = None) -> Built:
         else:
             source = _case_contents(export, out, redacted, decode or _default_decode)
         report = redaction_report(redacted)
+        if "redacted_before_storage" in source:  # UK, FR: the prompts were stored redacted
+            report["before_storage"] = source["redacted_before_storage"]
         documented = export.profile.export_policy == ExportPolicy.CNIL_DOCUMENTED
         if documented:
             out.add_json("redaction_report.json", report)
@@ -264,6 +266,7 @@ def _run_contents(
                     "text_sha256": trace.prompt.text_sha256 or None,
                     "completion": completion.text,
                     "redacted": _merge_counts(text.counts, completion.counts),
+                    "redacted_before_storage": trace.prompt.redactions or {},
                     "chunk": trace.chunk,
                     "row": trace.row,
                     "tokens": trace.tokens,
@@ -286,6 +289,10 @@ def _run_contents(
         "traces": len(traces),
         "masked_token_ids": masked_total,
         "token_id_mask": MASKED_TOKEN_ID,
+        "redacted_before_storage": {
+            "items": sum(1 for trace in traces if trace.prompt.redactions),
+            "counts": _merge_counts(*(trace.prompt.redactions or {} for trace in traces)),
+        },
     }
 
 

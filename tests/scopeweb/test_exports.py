@@ -135,6 +135,8 @@ def test_us_run_export_is_built_redacted_and_fetched_once(reviewer: User) -> Non
     assert [line["prompt_position"] for line in lines] == [0, 1]
     assert EMAIL not in archive.read("prompts.jsonl").decode()
     assert "[EMAIL]" in lines[0]["text"] and lines[0]["redacted"] == {"EMAIL": 1}
+    assert lines[0]["redacted_before_storage"] == {}  # US stores text as given
+    assert export.redaction_report["before_storage"] == {"items": 0, "counts": {}}
     assert lines[1]["text"] == PROMPTS[1]
     # The bundle: the run's manifest and features files byte for byte; the tokens file with the
     # ids of the redacted tokens masked (a token id spells its text), everything else the same.
