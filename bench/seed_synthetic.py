@@ -393,7 +393,10 @@ def main() -> None:
         for index in sorted(labelled)
     )
 
-    prompt_columns = [str(f.column) for f in Prompt._meta.concrete_fields]
+    prompt_columns = [
+        "id", "prompt_set_id", "position", "line", "external_id", "text", "text_sha256",
+        "redactions", "tags", "metadata", "token_count", "over_capture_limit",
+    ]  # fmt: skip
     trace_columns = [str(f.column) for f in Trace._meta.concrete_fields]
     feature_columns = [str(f.column) for f in TraceFeature._meta.concrete_fields]
     restore = drop_index_extras(TraceFeature._meta.db_table)
@@ -431,6 +434,8 @@ def main() -> None:
                     r * TRACES_PER_RUN + i + 1,
                     f"syn-{r * TRACES_PER_RUN + i}",
                     f"{filler}#{r * TRACES_PER_RUN + i} topic {i % 97}",
+                    "",
+                    "{}",
                     '["synthetic"]',
                     "{}",
                     int(prompt_tokens[i]),
