@@ -13,6 +13,7 @@ from reports.models import AuditCase, CaseState, Evidence
 from scopeweb.accounts.access import user_may
 from scopeweb.audit.models import AuditEvent
 from scopeweb.audit.selectors import audit_events_shown
+from scopeweb.redaction import redact_text
 from traces.models import FeatureAnnotation
 
 
@@ -64,15 +65,6 @@ class EvidenceView:
     features: list[tuple[int, str]] = field(default_factory=list)  # (index, label)
 
 
-def _redactor() -> Any:
-    """``scopeweb.redaction.redact_text`` when that module exists, else None."""
-    try:
-        from scopeweb.redaction import redact_text
-    except ImportError:
-        return None
-    return redact_text
-
-
 def case_evidence(case: AuditCase, *, redact: bool) -> list[EvidenceView]:
     """The case's evidence with each feature's label; with ``redact`` (auditors) the token
     text and the note as the case's profile redacts them."""
@@ -86,11 +78,10 @@ def case_evidence(case: AuditCase, *, redact: bool) -> list[EvidenceView]:
             sae_id__in={s for s, _ in wanted}, index__in={f for _, f in wanted}
         ).values_list("sae_id", "index", "label")
         labels = {(s, i): label for s, i, label in rows}
-    redact_text = _redactor() if redact else None
     found = []
     for item in items:
         text = item.token_text
-        if redact_text is not None:
+        if redact:
             text = redact_text(text, case.profile).text
             item.note = redact_text(item.note, case.profile).text
         sae_id = item.trace.run.sae_id
@@ -98,7 +89,7 @@ def case_evidence(case: AuditCase, *, redact: bool) -> list[EvidenceView]:
             EvidenceView(
                 evidence=item,
                 text=text,
-                redacted=redact_text is not None,
+                redacted=redact,
                 features=[(f, labels.get((sae_id, f), "")) for f in item.features],
             )
         )

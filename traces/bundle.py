@@ -43,12 +43,12 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import IO, Any, Literal, overload
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 
 log = logging.getLogger(__name__)
@@ -400,10 +400,13 @@ def write_manifest(prefix: str, manifest: dict[str, Any]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def store_artifact(name: str, data: bytes) -> None:
-    """Save ``data`` under exactly ``name`` through Django's storage, replacing what is there."""
+def store_artifact(name: str, data: bytes | IO[bytes]) -> None:
+    """Save ``data`` (bytes, or a file open for reading, streamed) under exactly ``name``
+    through Django's storage, replacing what is there."""
     if default_storage.exists(name):
         default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(data))
+    base = name.rsplit("/", 1)[-1]
+    content = ContentFile(data) if isinstance(data, bytes) else File(data, name=base)
+    saved = default_storage.save(name, content)
     if saved != name:  # a storage that renamed instead of replacing would break the manifest
         raise RuntimeError(f"storage saved {name} as {saved}")

@@ -26,7 +26,6 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
@@ -41,6 +40,7 @@ from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.jobs.services import JobError, job_create, job_progress, job_running, job_succeed
 from scopeweb.retention.models import ExportPolicy
 from scopeweb.retention.services_expiry import expiry_for
+from traces.bundle import store_artifact
 from traces.models import AnalysisRun
 
 PURPOSE_MAX = 2000
@@ -248,10 +248,8 @@ def export_execute(job_id: uuid.UUID | str) -> Export | None:
             raise JobError(str(exc)) from None
         with built.handle:
             job_progress(job_id, done=1, total=2, note="storing")
-            name = artifact_name(found, built.sha256)
-            if default_storage.exists(name):
-                default_storage.delete(name)
-            saved = default_storage.save(name, File(built.handle, name=name.rsplit("/", 1)[-1]))
+            saved = artifact_name(found, built.sha256)
+            store_artifact(saved, built.handle)
         try:
             with transaction.atomic():
                 Export.objects.filter(pk=found.pk).update(
