@@ -1,9 +1,19 @@
 /* The trace view: choose a token (click, ← →) to list its kept features in the side panel;
    choose a feature there (click, ↑ ↓) to recolour the strip by it (c) or open its page (Enter).
-   The data is the JSON the server embedded (#trace-data); colours are computed server-side. */
+   The data is what the server embedded (#trace-data, see traces/trace_strip.panel_payload): every
+   token's kept features packed as base64 arrays, the labels once each. Colours are computed
+   server-side; the token's text, BOS and completion marks are read from the strip itself. */
 (function () {
   "use strict";
   const data = JSON.parse(document.getElementById("trace-data").textContent);
+  const unpack = (text, Type) => new Type(Uint8Array.from(atob(text), (c) => c.charCodeAt(0)).buffer);
+  const features = unpack(data.features, data.featureBytes === 4 ? Uint32Array : Uint16Array);
+  const values = unpack(data.values, Float32Array);
+  const errs = unpack(data.err, Float32Array);
+  const norms = unpack(data.norm, Float32Array);
+  const starts = [0];
+  data.kept.forEach((k, i) => starts.push(starts[i] + k));
+  const short = (x) => Number(x.toPrecision(3)); // 3 significant digits, as the tooltips
   const strip = document.getElementById("strip");
   const panel = document.getElementById("token-panel");
   const help = document.getElementById("trace-help");
@@ -27,25 +37,27 @@
   };
 
   function render(i) {
-    const t = data.tokens[i];
+    const span = spans[i];
+    const f = Array.from(features.subarray(starts[i], starts[i + 1]));
+    const v = Array.from(values.subarray(starts[i], starts[i + 1]), short);
     panel.replaceChildren();
     const head = el("h2", {}, "Token " + i + " ");
-    head.append(el("code", {}, t.s));
+    head.append(el("code", {}, span.textContent));
     panel.append(head);
     const facts = [];
-    if (t.b) facts.push("BOS (outlier, left off scales)");
-    if (t.c) facts.push("completion");
-    if (t.r) facts.push("redacted before storage (" + t.r + ")");
-    facts.push("L0 " + t.l0, "recon error " + t.e, "residual norm " + t.n);
+    if (span.classList.contains("bos")) facts.push("BOS (outlier, left off scales)");
+    if (span.classList.contains("completion")) facts.push("completion");
+    if (data.redacted[i]) facts.push("redacted before storage (" + data.redacted[i] + ")");
+    facts.push("L0 " + data.l0[i], "recon error " + Number(errs[i].toFixed(4)), "residual norm " + Number(norms[i].toFixed(1)));
     panel.append(el("p", { class: "muted" }, facts.join(" · ")));
-    if (!t.f.length) {
+    if (!f.length) {
       panel.append(el("p", { class: "muted" }, "No active feature kept."));
       return;
     }
-    const top = t.v[0] || 1;
+    const top = v[0] || 1;
     const table = el("table", { class: "panel-features" });
     const body = el("tbody");
-    t.f.forEach((index, k) => {
+    f.forEach((index, k) => {
       const label = data.labels[index] || ["", [], []];
       const threshold = data.watched[index];
       const row = el("tr", { "data-k": k, "data-f": index });
@@ -55,9 +67,9 @@
       row.append(cell);
       const value = el("td", { class: "num value" });
       const bar = el("span", { class: "bar" });
-      bar.style.width = Math.max(2, (60 * t.v[k]) / top) + "px";
-      value.append(bar, document.createTextNode(" " + t.v[k]));
-      if (threshold !== undefined && t.v[k] > threshold) {
+      bar.style.width = Math.max(2, (60 * v[k]) / top) + "px";
+      value.append(bar, document.createTextNode(" " + v[k]));
+      if (threshold !== undefined && v[k] > threshold) {
         value.append(el("span", { class: "badge warn", title: "above its watch threshold " + threshold }, "over"));
       }
       row.append(value);

@@ -10,6 +10,9 @@ are outliers: they never set the top of the scale, and are clipped to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from traces.trace_tokens import TraceTokens
 
@@ -64,14 +67,21 @@ def palette_colour(palette: tuple[str, ...], share: float) -> str:
     return "#" + "".join(f"{channel:02x}" for channel in mixed)
 
 
+_LEVELS = 1000  # a colour per 0.1 % of the scale: finer than the eye, few distinct styles
+
+
 def _style(palette: tuple[str, ...], value: float, top: float) -> str:
     if value <= 0 or top <= 0:
         return ""
-    share = min(value / top, 1.0)
+    return _level_style(palette, round(min(value / top, 1.0) * _LEVELS))
+
+
+@lru_cache(maxsize=4 * (_LEVELS + 1))
+def _level_style(palette: tuple[str, ...], level: int) -> str:
     # Start a little above the palette's near-white end so the faintest activation still shows.
-    colour = palette_colour(palette, 0.12 + 0.88 * share)
-    ink = ";color:#fff" if 0.12 + 0.88 * share > DARK_FROM else ""
-    return f"background:{colour}{ink}"
+    share = 0.12 + 0.88 * level / _LEVELS
+    ink = ";color:#fff" if share > DARK_FROM else ""
+    return f"background:{palette_colour(palette, share)}{ink}"
 
 
 def activation_style(value: float, top: float) -> str:
@@ -83,25 +93,33 @@ def _gradient(palette: tuple[str, ...]) -> str:
     return f"linear-gradient(to right, {', '.join(palette[1:])})"
 
 
-def _top(values: list[float]) -> float:
+def _top(values: np.ndarray) -> float:
     """The scale's top: the largest value off the BOS token (BOS is an outlier)."""
-    body = values[1:] or values
-    return max(body, default=0.0)
+    body = values[1:] if len(values) > 1 else values
+    return float(body.max(initial=0.0))
+
+
+def _watched_thresholds(view: TraceTokens) -> tuple[np.ndarray, np.ndarray]:
+    """[tokens, top_k] each: the watch threshold of each kept latent, and whether it is
+    watched at all (a threshold may be 0)."""
+    if not view.watched:
+        return np.zeros(view.top_idx.shape), np.zeros(view.top_idx.shape, bool)
+    indices = np.array(sorted(view.watched), dtype=np.int64)
+    thresholds = np.array([view.watched[int(i)] for i in indices], dtype=np.float64)
+    at = np.clip(np.searchsorted(indices, view.top_idx), 0, len(indices) - 1)
+    watched = indices[at] == view.top_idx
+    return np.where(watched, thresholds[at], 0.0), watched
 
 
 def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) -> Colouring:
     """Colours for every token of ``view``. ``mode`` is one of ``MODES``; "feature" needs
     ``feature``. Every mode marks tokens where a watched feature exceeds its threshold."""
-    tokens = view.tokens
-    watched = view.watched
-    over = (
-        [any(v > watched[f] for f, v in t.features if f in watched) for t in tokens]
-        if watched
-        else [False] * len(tokens)
-    )
-    strongest: list[int | None] = [None] * len(tokens)
+    count = len(view)
+    thresholds, watched = _watched_thresholds(view)
+    over = ((view.top_val > thresholds) & watched).any(axis=1).tolist()
+    strongest: list[int | None] = [None] * count
     if mode == "feature" and feature is not None:
-        values = [dict(t.features).get(feature, 0.0) for t in tokens]
+        values = np.where(view.top_idx == feature, view.top_val, 0.0).max(axis=1, initial=0.0)
         top = _top(values)
         label = view.label(feature)
         legend = Legend(
@@ -116,16 +134,15 @@ def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) ->
         )
         palette = ORANGES
     elif mode == "watched":
-        values = []
-        for index, t in enumerate(tokens):
-            best, which = 0.0, None
-            for f, v in t.features:
-                if f in watched:
-                    threshold = watched[f]
-                    if threshold and v / threshold > best:
-                        best, which = v / threshold, f
-            values.append(best)
-            strongest[index] = which
+        ratios = np.zeros(view.top_val.shape, dtype=np.float64)
+        np.divide(view.top_val, thresholds, out=ratios, where=watched & (thresholds != 0))
+        values = ratios.max(axis=1, initial=0.0)
+        # The first latent at the maximum: kept latents are strongest first.
+        which = view.top_idx[np.arange(count), ratios.argmax(axis=1)] if count else []
+        strongest = [
+            int(index) if best > 0 else None
+            for index, best in zip(which, values.tolist(), strict=True)
+        ]
         top = WATCH_SCALE
         legend = Legend(
             title="Strongest watched feature (activation ÷ its threshold)",
@@ -139,7 +156,7 @@ def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) ->
         )
         palette = ORANGES
     elif mode == "recon":
-        values = [t.err_ratio for t in tokens]
+        values = view.err_ratio
         top = _top(values)
         legend = Legend(
             title="Reconstruction error (recon_err ÷ residual norm²)",
@@ -150,8 +167,7 @@ def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) ->
         )
         palette = BLUES
     else:
-        return Colouring(
-            "none", None, [0.0] * len(tokens), [""] * len(tokens), over, strongest, None
-        )
-    styles = [_style(palette, v, top) for v in values]
-    return Colouring(mode, feature, values, styles, over, strongest, legend)
+        return Colouring("none", None, [0.0] * count, [""] * count, over, strongest, None)
+    listed = values.tolist()
+    styles = [_style(palette, v, top) for v in listed]
+    return Colouring(mode, feature, listed, styles, over, strongest, legend)

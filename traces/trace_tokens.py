@@ -1,15 +1,19 @@
 """One trace's tokens with their kept features, read from the run's chunk files.
 
-One decode of the trace's rows (``traces.bundle``), one tokenizer call for every token string
-(the cached ``tokenizers`` tokenizer, never torch, as in ``traces.feature_tokens``) and one query
-for the annotations of every feature the trace holds: a 1000-token trace costs no per-token
-query.
+One decode of the trace's rows (``traces.bundle``), token strings from the cached ``tokenizers``
+tokenizer (never torch, as in ``traces.feature_tokens``; each id's text worked out once per
+process) and one query for the annotations of every feature the trace holds: a 1000-token trace
+costs no per-token query. The result is columnar (``TraceTokens``): the trace page colours and
+draws from whole arrays, and ``TraceTokens.tokens`` gives one ``Token`` per position to those
+who want rows.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +28,9 @@ VISIBLE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
 # An ``IN`` list longer than this becomes one read of the SAE's annotations (SQLite caps
 # the number of query parameters).
 _IN_LIMIT = 500
+# Token id -> how it reads, per process (the vocabulary has 262,144 pieces; this keeps the
+# ones traces use, and starts over past the limit).
+_PIECES_LIMIT = 100_000
 
 
 class ArraysGone(Exception):
@@ -42,6 +49,15 @@ def piece_text(piece: str) -> str:
 def visible_text(text: str) -> str:
     """``text`` with spaces, newlines and tabs drawn (· ↵ →); empty becomes ∅."""
     return "".join(VISIBLE.get(ch, ch) for ch in text) or "∅"
+
+
+class Piece(NamedTuple):
+    text: str  # what the piece stands for
+    shown: str  # ``text`` with whitespace drawn
+    is_bos: bool  # the BOS piece
+
+
+_PIECES: dict[Decode, dict[int, Piece]] = {}  # decode function -> token id -> Piece
 
 
 @dataclass(frozen=True)
@@ -78,14 +94,74 @@ class Token:
 
 @dataclass
 class TraceTokens:
+    """A trace's tokens as columns (one list or array row per token), which is what the trace
+    page draws from; ``tokens`` gives the same as one ``Token`` per position."""
+
     trace: Trace
-    tokens: list[Token]
+    token_ids: list[int]
+    texts: list[str]  # what each piece stands for (a redacted span: its category, then "")
+    shown: list[str]  # what the strip draws
+    redacted: list[str | None]
+    is_completion: list[bool]
+    l0: list[int]
+    recon_err: list[float]
+    resid_norm: list[float]
+    top_idx: np.ndarray  # [tokens, top_k] int32: kept latents first, strongest first; -1 after
+    top_val: np.ndarray  # [tokens, top_k] float32, 0 where top_idx is -1
     labels: dict[int, Label] = field(default_factory=dict)  # annotated features of the trace
     watched: dict[int, float] = field(default_factory=dict)  # {feature: threshold} of the SAE
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
 
     def label(self, index: int) -> str:
         found = self.labels.get(index)
         return found.label if found else ""
+
+    @cached_property
+    def kept(self) -> list[int]:
+        """How many latents each token kept."""
+        return (self.top_idx >= 0).sum(axis=1).tolist()  # type: ignore[no-any-return]
+
+    @cached_property
+    def err_ratio(self) -> np.ndarray:
+        """Each token's share of unexplained variance, recon_err / resid_norm² (0 where the
+        norm is 0), as ``Token.err_ratio``."""
+        err = np.asarray(self.recon_err, dtype=np.float64)
+        norm = np.asarray(self.resid_norm, dtype=np.float64)
+        ratio = np.zeros_like(err)
+        np.divide(err, norm**2, out=ratio, where=norm > 0)
+        return ratio
+
+    def features(self, position: int) -> list[tuple[int, float]]:
+        """The kept latents of the token at ``position``, strongest first."""
+        count = self.kept[position]
+        return list(
+            zip(
+                self.top_idx[position, :count].tolist(),
+                self.top_val[position, :count].tolist(),
+                strict=True,
+            )
+        )
+
+    @cached_property
+    def tokens(self) -> list[Token]:
+        return [
+            Token(
+                position=position,
+                token_id=self.token_ids[position],
+                text=self.texts[position],
+                shown=self.shown[position],
+                is_bos=position == 0,
+                is_completion=self.is_completion[position],
+                l0=self.l0[position],
+                recon_err=self.recon_err[position],
+                resid_norm=self.resid_norm[position],
+                features=self.features(position),
+                redacted=self.redacted[position],
+            )
+            for position in range(len(self))
+        ]
 
 
 def trace_arrays(trace: Trace) -> dict[str, np.ndarray]:
@@ -107,20 +183,18 @@ def trace_rows(trace: Trace) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     return arrays, redaction_table(files)
 
 
-def redacted_pieces(
-    pieces: list[str], codes: list[int], table: dict[int, str]
+def redacted_display(
+    texts: list[str], codes: list[int], table: dict[int, str]
 ) -> tuple[list[str], list[str | None]]:
     """Token texts with each token redacted before storage shown as its category (``[EMAIL]``
     on the first token of a span, "" on the rest), and each token's category (None: kept)."""
     from traces.bundle import redacted_category, redacted_texts
 
-    if not any(codes):
-        return [piece_text(p) for p in pieces], [None] * len(pieces)
-    texts = [
-        piece_text(piece) if marker is None else marker
-        for piece, marker in zip(pieces, redacted_texts(codes, table), strict=True)
+    shown = [
+        text if marker is None else marker
+        for text, marker in zip(texts, redacted_texts(codes, table), strict=True)
     ]
-    return texts, [redacted_category(code, table) for code in codes]
+    return shown, [redacted_category(code, table) for code in codes]
 
 
 def shown_text(text: str, category: str | None) -> str:
@@ -148,46 +222,58 @@ def annotation_labels(sae_id: int, indices: set[int]) -> dict[int, Label]:
     return labels
 
 
+def display_pieces(ids: list[int], decode: Decode | None = None) -> list[Piece]:
+    """How each token id reads (``Piece``), by ``decode`` (default: the model's tokenizer).
+    Each id is worked out once per process and decode function: a 1000-token trace then costs
+    dictionary lookups, not 1,000 tokenizer calls and regular expressions."""
+    decode = decode or tokenizer_decode
+    known = _PIECES.setdefault(decode, {})
+    missing = sorted(set(ids).difference(known))
+    if missing:
+        if len(known) + len(missing) > _PIECES_LIMIT:
+            known.clear()
+        known.update(zip(missing, map(_piece, decode(missing)), strict=True))
+    return [known[token_id] for token_id in ids]
+
+
+def _piece(piece: str) -> Piece:
+    text = piece_text(piece)
+    return Piece(text, visible_text(text), piece == BOS_PIECE)
+
+
 def trace_token_view(trace: Trace, decode: Decode | None = None) -> TraceTokens:
     """Every captured token of ``trace`` with its metrics and kept features, plus the labels of
     those features and the SAE's watched features. Raises ``ArraysGone``."""
     arrays, table = trace_rows(trace)
-    ids = [int(i) for i in arrays["token_ids"]]
-    pieces = (decode or tokenizer_decode)(ids)
-    texts, categories = redacted_pieces(pieces, arrays["redacted"].tolist(), table)
+    ids = arrays["token_ids"].tolist()
+    pieces = display_pieces(ids, decode)
+    texts = [piece.text for piece in pieces]
+    shown = [piece.shown for piece in pieces]
+    codes = arrays["redacted"].tolist()
+    categories: list[str | None] = [None] * len(ids)
+    if any(codes):
+        texts, categories = redacted_display(texts, codes, table)
+        shown = [
+            drawn if category is None else shown_text(text, category)
+            for text, drawn, category in zip(texts, shown, categories, strict=True)
+        ]
+    if pieces and pieces[0].is_bos:
+        shown[0] = "BOS"
     top_idx = arrays["top_idx"]
-    # Python lists once: per-token numpy indexing would cost more than the rest of the page.
-    idx_rows, val_rows = top_idx.tolist(), arrays["top_val"].astype(np.float32).tolist()
-    # Kept latents come first in each row (canonical order), the -1 padding last.
-    kept = (top_idx >= 0).sum(axis=1).tolist()
-    l0s, errs = arrays["l0"].tolist(), arrays["recon_err"].tolist()
-    norms, completion = arrays["resid_norm"].tolist(), arrays["is_completion"].tolist()
-    tokens = []
-    for position, (token_id, piece) in enumerate(zip(ids, pieces, strict=True)):
-        text, category = texts[position], categories[position]
-        is_bos = position == 0
-        tokens.append(
-            Token(
-                position=position,
-                token_id=token_id,
-                text=text,
-                shown="BOS" if is_bos and piece == BOS_PIECE else shown_text(text, category),
-                is_bos=is_bos,
-                is_completion=bool(completion[position]),
-                l0=l0s[position],
-                recon_err=errs[position],
-                resid_norm=norms[position],
-                features=list(
-                    zip(idx_rows[position][: kept[position]], val_rows[position], strict=False)
-                ),
-                redacted=category,
-            )
-        )
     indices = {int(f) for f in np.unique(top_idx[top_idx >= 0])}
     sae_id = trace.run.sae_id
     return TraceTokens(
         trace=trace,
-        tokens=tokens,
+        token_ids=ids,
+        texts=texts,
+        shown=shown,
+        redacted=categories,
+        is_completion=arrays["is_completion"].astype(bool).tolist(),
+        l0=arrays["l0"].tolist(),
+        recon_err=arrays["recon_err"].tolist(),
+        resid_norm=arrays["resid_norm"].tolist(),
+        top_idx=top_idx,
+        top_val=arrays["top_val"].astype(np.float32),
         labels=annotation_labels(sae_id, indices),
         watched=watched_by_sae([sae_id]).get(sae_id, {}),
     )

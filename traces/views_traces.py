@@ -70,8 +70,8 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
     mode, feature = colour_form.mode(has_watched=bool(view.watched))
     colouring = trace_colouring(view, mode, feature)
     selected = colour_form.cleaned_data.get("token") if colour_form.is_valid() else None
-    if selected is None or selected >= len(view.tokens):
-        selected = 1 if len(view.tokens) > 1 else 0  # the first token after BOS
+    if selected is None or selected >= len(view):
+        selected = 1 if len(view) > 1 else 0  # the first token after BOS
     panel = panel_payload(view, colouring) | {
         "featureUrl": reverse("feature_detail", args=[trace.run.sae.name, 0])
     }
@@ -81,6 +81,6 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
         "colouring": colouring,
         "selected": selected,
         "flagged_tokens": sum(colouring.over),
-        "completion_tokens": sum(t.is_completion for t in view.tokens),
+        "completion_tokens": sum(view.is_completion),
     }
     return render(request, "traces/trace_detail.html", context)

@@ -18,7 +18,7 @@ from traces.models import Trace, TriageReview
 from traces.selectors_triage import Tripped, triage_queue, tripped_features
 from traces.services.triage import TriageRefused, triage_decide
 from traces.trace_colours import trace_colouring
-from traces.trace_strip import strip_tokens
+from traces.trace_strip import strip_html
 from traces.trace_tokens import ArraysGone, trace_token_view
 
 
@@ -37,7 +37,7 @@ def _strip(trace: Trace, tripped: list[Tripped], raw_feature: str) -> dict[str, 
     return {
         "feature": feature,
         "colouring": colouring,
-        "strip": strip_tokens(view, colouring),
+        "strip_html": strip_html(view, colouring, choosable=False),
         "over_tokens": sum(colouring.over),
     }
 

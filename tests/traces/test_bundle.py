@@ -77,6 +77,16 @@ def test_a_chunk_decodes_to_the_arrays_that_were_hashed() -> None:
     assert trace_hash(part, 0, 60) == trace_hash(arrays, 100, 160)
 
 
+def test_features_beyond_the_packed_sort_key_still_decode_in_canonical_order() -> None:
+    arrays = _chunk(tokens=40, width=512, seed=5)
+    kept = arrays["top_idx"] >= 0
+    arrays["top_idx"][kept] += 1 << 24  # a width no SAE has yet: the lexsort fallback
+    files = encode_chunk(arrays)
+    back = decode_rows(files, top_k=8)
+    assert np.array_equal(back["top_idx"], arrays["top_idx"])
+    assert np.array_equal(back["top_val"], arrays["top_val"])
+
+
 def test_the_files_are_plain_parquet_tables() -> None:
     arrays = _chunk(tokens=50)
     files = encode_chunk(arrays)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
 from html import unescape
 from typing import Any
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
@@ -170,10 +172,18 @@ def test_trace_view_shows_tokens_colours_and_the_side_panel(reviewer: User) -> N
     assert f"{feature}  " in unescape(coloured)  # hover tooltips list the top features
 
     data = _embedded_json(coloured)
-    assert len(data["tokens"]) == trace.tokens and data["tokens"][0]["b"] is True
-    second = data["tokens"][2]
+    assert data["count"] == trace.tokens and len(data["kept"]) == trace.tokens
+    assert data["featureBytes"] == 2  # a 16k-wide SAE: two bytes a feature
+    features = np.frombuffer(base64.b64decode(data["features"]), "<u2")
+    values = np.frombuffer(base64.b64decode(data["values"]), "<f4")
+    starts = np.concatenate([[0], np.cumsum(data["kept"])])
     kept = arrays["top_idx"][2][arrays["top_idx"][2] >= 0]
-    assert second["f"] == [int(f) for f in kept]
+    assert features[starts[2] : starts[3]].tolist() == [int(f) for f in kept]
+    assert values[starts[2] : starts[3]].tolist() == arrays["top_val"][2][: len(kept)].tolist()
+    assert len(features) == len(values) == int((arrays["top_idx"] >= 0).sum())
+    assert data["l0"] == arrays["l0"].tolist() and data["redacted"] == {}
+    norms = np.frombuffer(base64.b64decode(data["norm"]), "<f4")
+    assert np.allclose(norms, arrays["resid_norm"])
     assert data["labels"][str(feature)] == ["code-ish", ["cyber", "syntax"], ["cyber"]]
     assert data["colour"] == {"mode": "feature", "feature": feature}
     assert data["featureUrl"] == reverse("feature_detail", args=[run.sae.name, 0])
