@@ -40,11 +40,17 @@ def ticks(low: float, high: float, target: int = 5) -> list[float]:
 
 
 def tick_label(value: float) -> str:
+    """A short axis label that still tells neighbouring ticks apart: 12500 is "12.5k" (not
+    "1e+04" like its neighbours), 2.5e-05 stays in exponent form."""
     if value == 0:
         return "0"
     magnitude = abs(value)
-    if magnitude >= 10_000 or magnitude < 0.001:
-        return f"{value:.0e}"
+    if magnitude >= 1e6:
+        return f"{value / 1e6:.4g}M"
+    if magnitude >= 10_000:
+        return f"{value / 1e3:.4g}k"
+    if magnitude < 0.001:
+        return f"{value:.2g}"
     return f"{value:.4g}"
 
 
@@ -140,10 +146,13 @@ def histogram_svg(
     )
     for tick in ticks(low, high, 6):
         x_pos = _n(x_at(tick))
+        text = tick_label(tick)
+        # A label centred on a tick near the right edge would be cut off: end it there.
+        anchor = "end" if x_at(tick) + 3.3 * len(text) > width else "middle"
         parts.append(
             f'<line x1="{x_pos}" x2="{x_pos}" y1="{axis_y}" y2="{axis_y + 4}" stroke="{INK}"/>'
-            f'<text x="{x_pos}" y="{axis_y + 16}" text-anchor="middle" font-size="11" '
-            f'fill="{MUTED}">{escape(tick_label(tick))}</text>'
+            f'<text x="{x_pos}" y="{axis_y + 16}" text-anchor="{anchor}" font-size="11" '
+            f'fill="{MUTED}">{escape(text)}</text>'
         )
     parts.append(
         f'<text x="{left + plot_w / 2:.0f}" y="{height - 4}" text-anchor="middle" '

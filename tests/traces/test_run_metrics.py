@@ -17,7 +17,7 @@ from tests.factories import make_prompt_set, make_run, make_sae, make_trace
 from traces.bundle import write_chunk
 from traces.models import AnalysisRun, FeatureAnnotation, Prompt, SaeRecord
 from traces.selectors_run_metrics import percentile_band, run_metrics
-from traces.svg_plots import histogram_svg, ticks
+from traces.svg_plots import histogram_svg, tick_label, ticks
 
 pytestmark = pytest.mark.django_db
 SVG = "{http://www.w3.org/2000/svg}"
@@ -81,6 +81,14 @@ def test_histogram_of_one_value_no_values_and_a_band() -> None:
 def test_ticks_are_round_numbers_inside_the_range() -> None:
     assert ticks(0, 100) == [0, 20, 40, 60, 80, 100]
     assert ticks(0.013, 0.4) == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_tick_labels_of_large_and_tiny_values_stay_apart() -> None:
+    # Residual norms: ticks 500 apart around 13,000 once all read "1e+04".
+    labels = [tick_label(t) for t in ticks(12_100, 14_600)]
+    assert labels == ["12.5k", "13k", "13.5k", "14k", "14.5k"]
+    assert tick_label(2_500_000) == "2.5M" and tick_label(0.00025) == "0.00025"
+    assert tick_label(0) == "0" and tick_label(0.25) == "0.25" and tick_label(2500) == "2500"
 
 
 # --- rates ---------------------------------------------------------------------------------
