@@ -63,6 +63,7 @@ def verify_payload(result: VerifyResult) -> dict[str, Any]:
         "signing_time": result.signing_time,
         "timestamp": result.timestamp,
         "timestamp_valid": result.timestamp_valid,
+        "timestamp_authority": result.timestamp_authority,
         "issued_here": result.issued_here,
         "case": result.report.case_id if result.report is not None else None,
         "notes": result.notes,

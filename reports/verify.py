@@ -40,6 +40,7 @@ class VerifyResult:
     signing_time: datetime | None = None
     timestamp: datetime | None = None
     timestamp_valid: bool | None = None
+    timestamp_authority: str = ""  # the subject of the timestamp's signer (the TSA)
     signatures: int = 0
     report: CaseReport | None = None
     notes: list[str] = field(default_factory=list)
@@ -118,6 +119,7 @@ def report_verify(data: bytes) -> VerifyResult:
         result.timestamp_valid = bool(
             status.timestamp_validity.intact and status.timestamp_validity.valid
         )
+        result.timestamp_authority = certificate_subject(status.timestamp_validity.signing_cert)
     if result.valid and not result.whole_file:
         result.notes.append("Content was appended to the file after it was signed.")
     if result.self_signed:
