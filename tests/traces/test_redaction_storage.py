@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -153,6 +154,34 @@ def test_a_run_without_the_original_fails_and_says_what_to_do(uk_set: PromptSet)
     assert job.state == JobState.FAILED
     assert "no longer stored" in job.error and "Supply the original file again" in job.error
     assert not Trace.objects.filter(run=run).exists()
+
+    # The SAE quality measure reads what a run would analyse, so it refuses the same way
+    # (before loading the model) instead of measuring on "[EMAIL]".
+    with pytest.raises(CommandError, match="no longer stored"):
+        call_command("sae_quality", "--prompt-set", str(uk_set.pk))
+
+
+@needs_sae
+def test_sae_quality_on_a_uk_set_measures_the_original_text(
+    uk_set: PromptSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from traces.engine import quality
+    from traces.engine.tokenizer import load_tokenizer
+
+    record = sae_register_shipped()[0]
+    measured: list[list[int]] = []
+    real = quality.sae_quality
+
+    def recording(loaded: object, sae: object, sequences: list[list[int]]) -> object:
+        measured.extend(sequences)
+        return real(loaded, sae, sequences)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quality, "sae_quality", recording)
+    call_command("sae_quality", record.name, "--prompt-set", str(uk_set.pk), stdout=io.StringIO())
+    texts = load_tokenizer().decode_batch(measured)
+    assert any(EMAIL in text for text in texts) and any(NHS in text for text in texts)
+    record.refresh_from_db()
+    assert record.quality and "fvu" in json.dumps(record.quality).lower()
 
 
 @needs_sae

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from traces.models import PromptSet, SaeRecord
+from traces.services.originals import OriginalUnavailable, prompt_texts_for_analysis
 from traces.services.saes import sae_folder, sae_record_quality
 
 
@@ -35,12 +36,17 @@ class Command(BaseCommand):
             unknown = set(options["names"]) - set(records.values_list("name", flat=True))
             if unknown:
                 raise CommandError(f"Not in the registry: {', '.join(sorted(unknown))}")
-        loaded = load_default_model()
+        texts: list[str] = []
         if options["prompt_set"]:
             prompt_set = PromptSet.objects.filter(pk=options["prompt_set"]).first()
             if prompt_set is None:
                 raise CommandError(f"No prompt set {options['prompt_set']}")
-            texts = list(prompt_set.prompts.values_list("text", flat=True))
+            try:  # what a run would analyse: for UK/FR sets, the verified original texts
+                texts = prompt_texts_for_analysis(prompt_set)
+            except OriginalUnavailable as exc:
+                raise CommandError(str(exc)) from None
+        loaded = load_default_model()
+        if options["prompt_set"]:
             sequences = [e.ids[:512] for e in loaded.tokenizer.encode_batch(texts)]
             source = f"prompt set {prompt_set.pk} ({prompt_set.name})"
         else:
