@@ -37,6 +37,7 @@ class Command(BaseCommand):
             if unknown:
                 raise CommandError(f"Not in the registry: {', '.join(sorted(unknown))}")
         texts: list[str] = []
+        prompt_set = None
         if options["prompt_set"]:
             prompt_set = PromptSet.objects.filter(pk=options["prompt_set"]).first()
             if prompt_set is None:
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             except OriginalUnavailable as exc:
                 raise CommandError(str(exc)) from None
         loaded = load_default_model()
-        if options["prompt_set"]:
+        if prompt_set is not None:
             sequences = [e.ids[:512] for e in loaded.tokenizer.encode_batch(texts)]
             source = f"prompt set {prompt_set.pk} ({prompt_set.name})"
         else:
