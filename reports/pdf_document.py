@@ -18,6 +18,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 
 from reports.models import AuditCase, Evidence
+from scopeweb.audit.services import ChainHead, audit_head
 from scopeweb.retention.models import RetentionProfile
 from traces.models import AnalysisRun
 from traces.selectors_run_metrics import METRICS, SHORT_NAMES, run_metrics
@@ -123,6 +124,7 @@ class ReportDocument:
     timestamped: bool
     redactions: dict[str, int] = field(default_factory=dict)  # entity kind -> count
     legend_gradient: str = ""
+    audit_head: ChainHead | None = None  # the audit log's newest event as the report was made
 
 
 def _who(user: User | None) -> str:
@@ -381,4 +383,5 @@ def report_document(
         timestamped=timestamped,
         redactions=dict(sorted(redactor.counts.items())),
         legend_gradient=", ".join(palette_colour(ORANGES, 0.12 + 0.88 * s / 4) for s in range(5)),
+        audit_head=audit_head(),
     )

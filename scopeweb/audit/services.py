@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -105,3 +107,36 @@ def audit_chain_check(*, batch_size: int = VERIFY_BATCH) -> ChainReport:
         .iterator(chunk_size=batch_size)
     )
     return chain_verify(events)
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The newest event of the chain: quoted somewhere outside the log (a signed report), it
+    lets a later check see that the log was not cut back or rewritten from that point."""
+
+    event_id: int
+    sha256: str
+    at: datetime
+
+    @property
+    def anchor(self) -> str:
+        """What ``verify_audit_log --anchor`` takes."""
+        return f"{self.event_id}:{self.sha256}"
+
+
+def audit_head() -> ChainHead | None:
+    newest = AuditEvent.objects.order_by("-id").only("id", "hash", "at").first()
+    return None if newest is None else ChainHead(newest.pk, newest.hash, newest.at)
+
+
+def anchor_problem(anchor: str) -> str:
+    """Why the log does not hold ``anchor`` ("ID:SHA256", as ``ChainHead.anchor``), or ""."""
+    event_id, _, sha256 = anchor.partition(":")
+    if not event_id.isdigit() or len(sha256) != 64:
+        return f"{anchor!r} is not an anchor (event id, a colon, its 64-hex-digit sha256)"
+    event = AuditEvent.objects.filter(pk=int(event_id)).only("hash").first()
+    if event is None:
+        return f"event {event_id} is missing: the log was cut back before it"
+    if event.hash != sha256.lower():
+        return f"event {event_id} has another hash: the log was rewritten from there or before"
+    return ""

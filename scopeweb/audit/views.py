@@ -16,7 +16,7 @@ from scopeweb.accounts.access import access
 from scopeweb.audit.forms import AuditFilterForm
 from scopeweb.audit.models import AuditEvent
 from scopeweb.audit.selectors import audit_event_list, audit_events_shown
-from scopeweb.audit.services import audit_chain_check, audit_record
+from scopeweb.audit.services import anchor_problem, audit_chain_check, audit_record
 
 EVENTS_PER_PAGE = 50
 CSV_COLUMNS = (
@@ -36,8 +36,10 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
         page.object_list = audit_events_shown(page.object_list)
     chain = audit_chain_check() if request.GET.get("verify") == "1" else None
+    # An anchor quoted by a signed report ("ID:SHA256"): does the log still hold it?
+    anchor = request.GET.get("anchor", "").strip()[:200]
     export_query = request.GET.copy()
-    for name in ("page", "verify"):
+    for name in ("page", "verify", "anchor"):
         export_query.pop(name, None)
     broken = chain.broken_id if chain is not None else None
     context = {
@@ -46,6 +48,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "chain": chain,
         "broken": AuditEvent.objects.filter(pk=broken).first() if broken is not None else None,
         "export_query": export_query.urlencode(),
+        "anchor": anchor,
+        "anchor_problem": anchor_problem(anchor) if anchor else "",
     }
     return render(request, "audit/audit_log.html", context)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
+from django.core.management import call_command
 from django.utils import timezone
 
 from reports.models import AuditCase, CaseReport, CaseState, Evidence, SignOff
@@ -213,6 +215,12 @@ def test_report_of_a_real_case_reads_back_and_its_signature_holds(
     assert "carol@example.org" not in text and "[EMAIL]" in text
     assert "bob@" not in text and "example.com" not in text  # in the strip's context too
     assert f"page 1 of {report.pages}" in flat and f"Case {case.pk}" in flat
+    # The audit log's head as the report was made, as an anchor the log still holds.
+    anchor = re.search(r"verify_audit_log--anchor(\d+):([0-9a-f]{64})", squeezed)
+    assert anchor is not None
+    head = AuditEvent.objects.get(pk=int(anchor.group(1)))
+    assert anchor.group(2) == head.hash
+    call_command("verify_audit_log", "--anchor", f"{head.pk}:{head.hash}", stdout=io.StringIO())
     assert "reviewer's note" in flat.lower() and "Evidence note 1" in flat
 
     # pyHanko and poppler agree that it is intact and signed by the development key.

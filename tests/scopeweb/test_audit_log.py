@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from scopeweb.audit.chain import GENESIS
 from scopeweb.audit.models import AuditEvent
-from scopeweb.audit.services import audit_chain_check, audit_record
+from scopeweb.audit.services import audit_chain_check, audit_head, audit_record
 from tests.conftest import client_for
 
 PAGE = reverse("audit_log")
@@ -121,6 +121,23 @@ def test_a_deleted_middle_row_is_detected_at_the_event_after_it(admin: User) -> 
         _verify()
     assert f"event {events[2].pk} (test.step" in str(failed.value)
     assert "prev_hash is not the hash of the event before" in str(failed.value)
+
+
+@pytest.mark.django_db
+def test_an_anchor_quoted_outside_the_log_must_still_be_held(admin: User) -> None:
+    _events(3, admin)
+    head = audit_head()
+    assert head is not None and head.event_id == AuditEvent.objects.latest("id").pk
+    out = io.StringIO()
+    call_command("verify_audit_log", "--anchor", head.anchor, stdout=out)
+    assert "1 anchor held" in out.getvalue()
+    # A log cut back to before the anchor: the chain alone would still verify.
+    with pytest.raises(CommandError, match=f"event {head.event_id + 7} is missing: the log was"):
+        call_command("verify_audit_log", "--anchor", f"{head.event_id + 7}:{head.sha256}")
+    with pytest.raises(CommandError, match="has another hash: the log was rewritten"):
+        call_command("verify_audit_log", "--anchor", f"{head.event_id}:{'0' * 64}")
+    with pytest.raises(CommandError, match="is not an anchor"):
+        call_command("verify_audit_log", "--anchor", "latest")
 
 
 def test_verify_audit_log_refuses_a_batch_size_below_one() -> None:
@@ -261,6 +278,11 @@ def test_the_page_verifies_the_chain_on_demand(auditor: User, admin: User) -> No
         cursor.execute("UPDATE audit_auditevent SET action = 'x' WHERE id = %s", [events[1].pk])
     response = client.get(PAGE, {"verify": "1"})
     assert f"Chain broken at event {events[1].pk}" in response.content.decode()
+    # An anchor from a signed report, checked on the page.
+    held = client.get(PAGE, {"anchor": f"{events[2].pk}:{events[2].hash}"}).content.decode()
+    assert "Held: the log still holds this event" in held
+    gone = client.get(PAGE, {"anchor": f"{events[2].pk + 9}:{events[2].hash}"}).content.decode()
+    assert f"Not held: event {events[2].pk + 9} is missing" in gone
 
 
 @pytest.mark.django_db
