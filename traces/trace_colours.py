@@ -47,7 +47,6 @@ class Colouring:
     values: list[float]  # [tokens] the value that sets each token's colour (0: none)
     styles: list[str]  # [tokens] inline style, "" for no colour
     over: list[bool]  # [tokens] a watched feature above its threshold
-    strongest: list[int | None]  # [tokens] watched mode: the feature that sets the colour
     legend: Legend | None
 
 
@@ -117,7 +116,6 @@ def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) ->
     count = len(view)
     thresholds, watched = _watched_thresholds(view)
     over = ((view.top_val > thresholds) & watched).any(axis=1).tolist()
-    strongest: list[int | None] = [None] * count
     if mode == "feature" and feature is not None:
         values = np.where(view.top_idx == feature, view.top_val, 0.0).max(axis=1, initial=0.0)
         top = _top(values)
@@ -137,12 +135,6 @@ def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) ->
         ratios = np.zeros(view.top_val.shape, dtype=np.float64)
         np.divide(view.top_val, thresholds, out=ratios, where=watched & (thresholds != 0))
         values = ratios.max(axis=1, initial=0.0)
-        # The first latent at the maximum: kept latents are strongest first.
-        which = view.top_idx[np.arange(count), ratios.argmax(axis=1)] if count else []
-        strongest = [
-            int(index) if best > 0 else None
-            for index, best in zip(which, values.tolist(), strict=True)
-        ]
         top = WATCH_SCALE
         legend = Legend(
             title="Strongest watched feature (activation ÷ its threshold)",
@@ -167,7 +159,7 @@ def trace_colouring(view: TraceTokens, mode: str, feature: int | None = None) ->
         )
         palette = BLUES
     else:
-        return Colouring("none", None, [0.0] * count, [""] * count, over, strongest, None)
+        return Colouring("none", None, [0.0] * count, [""] * count, over, None)
     listed = values.tolist()
     styles = [_style(palette, v, top) for v in listed]
-    return Colouring(mode, feature, listed, styles, over, strongest, legend)
+    return Colouring(mode, feature, listed, styles, over, legend)

@@ -83,11 +83,6 @@ class Token:
     redacted: str | None = None  # the category, when the token was redacted before storage
 
     @property
-    def err_ratio(self) -> float:
-        """This token's share of unexplained variance: recon_err / resid_norm²."""
-        return self.recon_err / (self.resid_norm**2) if self.resid_norm > 0 else 0.0
-
-    @property
     def newlines(self) -> int:
         return self.text.count("\n")
 
@@ -126,7 +121,7 @@ class TraceTokens:
     @cached_property
     def err_ratio(self) -> np.ndarray:
         """Each token's share of unexplained variance, recon_err / resid_norm² (0 where the
-        norm is 0), as ``Token.err_ratio``."""
+        norm is 0)."""
         err = np.asarray(self.recon_err, dtype=np.float64)
         norm = np.asarray(self.resid_norm, dtype=np.float64)
         ratio = np.zeros_like(err)
