@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from django.conf import settings  # noqa: E402
 from safetensors.numpy import save as save_safetensors  # noqa: E402
 
-from traces.bundle import encode_chunk  # noqa: E402
+from traces.bundle.chunks import encode_chunk  # noqa: E402
 from traces.engine.analyze import analyze_chunk  # noqa: E402
 from traces.engine.model import LoadedModel, load_default_model  # noqa: E402
 from traces.engine.model_files import ModelFiles, default_model_files  # noqa: E402

@@ -60,7 +60,7 @@ def _bench(work: Path, args: argparse.Namespace) -> None:
     run = _run()
     print(f"run {run.pk}: {run.traces.count()} traces, {run.tokens_done} tokens")
 
-    from reports.services_reports import report_bytes, report_generate
+    from reports.services.reports import report_bytes, report_generate
 
     seconds = []
     report = None
@@ -116,9 +116,9 @@ def _case(run):  # type: ignore[no-untyped-def]
     from django.utils import timezone
 
     from reports.models import AuditCase, CaseState, Evidence, SignOff
-    from reports.services_cases import evidence_pins
+    from reports.services.evidence import evidence_pins
     from scopeweb.retention.models import RetentionProfile
-    from traces.trace_tokens import trace_token_view
+    from traces.selectors.trace_tokens import trace_token_view
 
     opener, _ = User.objects.get_or_create(username="bench-reviewer")
     signer, _ = User.objects.get_or_create(username="bench-signer")
@@ -158,9 +158,9 @@ def _case(run):  # type: ignore[no-untyped-def]
 
 
 def _stages(case) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    from reports.pdf_document import report_document
-    from reports.pdf_render import render_pdf
-    from reports.signing import sign_pdf, signing_key_load
+    from reports.pdf.document import report_document
+    from reports.pdf.render import render_pdf
+    from reports.pdf.signing import sign_pdf, signing_key_load
 
     times: dict[str, float] = {}
     started = time.perf_counter()

@@ -16,8 +16,8 @@ table with its secondary indexes and constraints dropped during the load and reb
 ANALYZE.
 
 Chunk files: only ``MATERIALIZED_CHUNKS`` chunks (5 per run, 32 traces of 1000 tokens each,
-top-32) are written as real Parquet bundles through ``traces.bundle.write_chunk``; their index
-rows are computed from those arrays, so index and files agree. The benchmark opens only these
+top-32) are written as real Parquet bundles through ``traces.bundle.chunks.write_chunk``; their
+index rows are computed from those arrays, so index and files agree. The benchmark opens only these
 traces as trace views, and the benchmark features (``bench_features`` in the state file) peak
 highest in one trace of each of these chunks, so a feature page reads 20 distinct chunk files for
 its 20 examples, as in a real run where strong examples are spread out. The other traces' chunk
@@ -66,7 +66,8 @@ from scopeweb.accounts.roles import Role  # noqa: E402
 from scopeweb.accounts.services import user_create  # noqa: E402
 from scopeweb.jobs.models import Job, JobKind, JobState  # noqa: E402
 from scopeweb.retention.models import RetentionProfile  # noqa: E402
-from traces.bundle import canonicalize, trace_hash, write_chunk  # noqa: E402
+from traces.bundle.chunks import write_chunk  # noqa: E402
+from traces.bundle.format import canonicalize, trace_hash  # noqa: E402
 from traces.models import (  # noqa: E402
     AnalysisRun,
     FeatureAnnotation,

@@ -1,6 +1,6 @@
 """Audit cases: evidence, comments, sign-offs, and the signed PDF report of a signed-off case.
 
-A case's states and their transitions (enforced by ``reports.services_cases``, never by ``save``):
+A case's states and their transitions (enforced by ``reports.services.cases``, never by ``save``):
 
     open ──► in_review ──► awaiting_sign_off ──► signed_off   (read-only from then on)
       │          │  ▲               │

@@ -7,7 +7,7 @@ import os
 from celery import Celery
 from celery.schedules import crontab
 
-from scopeweb.retention.schedule import purge_schedule
+from scopeweb.schedule import purge_schedule
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scopeweb.settings")
 
@@ -21,7 +21,7 @@ app.conf.beat_schedule = {
     },
     # Daily by default; SCOPEWEB_PURGE_SCHEDULE ("m h dom mon dow") moves it.
     "retention-purge": {
-        "task": "scopeweb.retention.tasks.retention_purge_scheduled_task",
+        "task": "governance.tasks.retention_purge_scheduled_task",
         "schedule": purge_schedule(),
     },
 }

@@ -22,7 +22,7 @@ from scopeweb.env import (
     env_secret,
     env_str,
 )
-from scopeweb.retention.schedule import purge_schedule_fields
+from scopeweb.schedule import purge_schedule_fields
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("SCOPEWEB_DATA_DIR", BASE_DIR / "var")
@@ -74,9 +74,9 @@ INSTALLED_APPS = [
     "scopeweb.retention",
     "scopeweb.jobs",
     "scopeweb.audit",
-    "scopeweb.exports",
     "traces",
     "reports",
+    "governance",
 ]
 
 MIDDLEWARE = [
@@ -232,7 +232,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "scopeweb.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "scopeweb.refusals.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Scope Web API",
@@ -273,7 +273,7 @@ SIGNING_TSA_URL = env_str("SCOPEWEB_TSA_URL")
 SIGNING_TSA_TIMEOUT = env_int("SCOPEWEB_TSA_TIMEOUT", 10, minimum=1, maximum=120)
 REPORT_VERIFY_MAX_BYTES = env_int("SCOPEWEB_REPORT_VERIFY_MAX_BYTES", 50_000_000, minimum=1024)
 
-# --- exports (scopeweb/exports) -------------------------------------------------------------
+# --- exports (governance) -------------------------------------------------------------------
 # How long an export's single-use download link works after it is shown to its requester.
 SCOPEWEB_EXPORT_LINK_HOURS = env_int("SCOPEWEB_EXPORT_LINK_HOURS", 24, minimum=1, maximum=24 * 30)
 

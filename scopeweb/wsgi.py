@@ -26,7 +26,7 @@ def _warm_up() -> None:
         load_tokenizer()
     except Exception as exc:  # no model files yet: the first page that needs them says so
         logging.getLogger(__name__).info("tokenizer not warmed: %s", exc)
-    import traces.views_traces  # noqa: F401  # the pages' modules, loaded before the freeze
+    import traces.views.traces  # noqa: F401  # the pages' modules, loaded before the freeze
 
     gc.collect()
     gc.freeze()

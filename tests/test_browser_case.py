@@ -35,7 +35,7 @@ REPORT_TIMEOUT_MS = 180_000
 def uk_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Story:
     """The flagged trace, a watched feature that trips on it, the cast, and a signing key that
     the worker process (started after this fixture) reads from the environment."""
-    from reports.signing import dev_key_create
+    from reports.pdf.signing import dev_key_create
     from traces.models import SaeRecord
     from traces.services.annotations import annotation_save
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.conf import settings
+
+from scopeweb.refusals import Refused
 
 FORMATS = ("jsonl", "csv", "txt")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt", ".text": "txt"}
@@ -44,13 +49,17 @@ class Limits:
     max_chars: int
 
 
-class PromptFileError(Exception):
+class PromptFileError(Refused):
+    """A prompt file refused, with every problem found (each naming its line)."""
+
+    problems: list[Problem]
+
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
         count = len(problems)
         first = "; ".join(str(problem) for problem in problems[:3])
         more = f" (and {count - 3} more)" if count > 3 else ""
-        super().__init__(f"{count} problem{'s' if count != 1 else ''}: {first}{more}")
+        message = f"{count} problem{'s' if count != 1 else ''}: {first}{more}"
+        super().__init__(message, status=400, problems=problems)
 
 
 def detect_format(filename: str, requested: str = "") -> str:
@@ -285,3 +294,19 @@ def parse_prompt_file(
         problems.sort(key=lambda problem: (problem.line is not None, problem.line or 0))
         raise PromptFileError(problems)
     return fmt, prompts
+
+
+def prompt_limits() -> Limits:
+    """The limits this deployment sets on prompt files (``SCOPEWEB_PROMPT_*`` settings)."""
+    return Limits(
+        max_bytes=settings.PROMPT_FILE_MAX_BYTES,
+        max_prompts=settings.PROMPT_SET_MAX_PROMPTS,
+        max_chars=settings.PROMPT_MAX_CHARS,
+    )
+
+
+def safe_file_name(filename: str) -> str:
+    """A stored name for an uploaded file: its base name with anything but letters, digits,
+    dots and dashes replaced, at most 100 characters."""
+    name = re.sub(r"[^\w.-]+", "_", filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1])
+    return name.strip("._")[:100] or "prompts"

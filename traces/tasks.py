@@ -1,38 +1,26 @@
+"""Traces tasks: doors that take a job id, load rows and call a service. Imports and pasted
+texts run on ``default``, analyses and feature statistics on ``analysis`` (where the model is)."""
+
 from __future__ import annotations
 
-from typing import Any
-
-from celery import shared_task
-from django.db import InterfaceError, OperationalError
-
-from scopeweb.jobs.tasks import JobTask
-
-# Job tasks retry on database hiccups and are acknowledged only when done, so a worker that dies
-# mid-task leaves the message for another worker.
-_JOB_TASK: dict[str, Any] = {
-    "base": JobTask,
-    "bind": True,
-    "acks_late": True,
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": True,
-}
+from scopeweb.jobs.tasks import JobTask, job_task
 
 
-@shared_task(**_JOB_TASK, max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
+@job_task(max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
 def prompt_set_import_task(self: JobTask, job_id: str) -> None:
     from traces.services.prompt_sets import prompt_set_import
 
     prompt_set_import(job_id)
 
 
-@shared_task(**_JOB_TASK, max_retries=5, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
+@job_task(max_retries=5, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
 def analysis_run_task(self: JobTask, job_id: str) -> None:
     from traces.services.runs import run_execute
 
     run_execute(job_id)
 
 
-@shared_task(**_JOB_TASK, max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
+@job_task(max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
 def analysis_text_task(self: JobTask, job_id: str) -> None:
     """A pasted text: import it, then analyse it (the analysis queue, where the model is)."""
     from traces.services.text_analysis import text_analysis_execute
@@ -40,7 +28,7 @@ def analysis_text_task(self: JobTask, job_id: str) -> None:
     text_analysis_execute(job_id)
 
 
-@shared_task(**_JOB_TASK, max_retries=2, soft_time_limit=60 * 60, time_limit=60 * 60 + 300)
+@job_task(max_retries=2, soft_time_limit=60 * 60, time_limit=60 * 60 + 300)
 def analysis_feature_stats_task(self: JobTask, job_id: str) -> None:
     from traces.services.feature_stats import feature_stats_execute
 

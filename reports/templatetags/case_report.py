@@ -8,7 +8,7 @@ from typing import Any
 from django import template
 
 from reports.models import AuditCase, CaseReport
-from reports.services_reports import report_job
+from reports.services.reports import report_job
 
 register = template.Library()
 

@@ -1,14 +1,28 @@
-"""Retention profile edits, each recorded with its before and after."""
+"""Retention profiles: their edits, each recorded with its before and after, and the expiry
+rule.
+
+When an item expires: its profile's retention counted from when it was made. Prompt sets get
+their expiry at import, runs (and so their traces and trace bundle) when they start, exports
+when they are requested. A changed profile moves existing expiries only when an admin
+re-applies it (``governance.services.reapply``).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from scopeweb.audit.services import audit_record
 from scopeweb.retention.models import EDITABLE_FIELDS, RetentionProfile, RetentionProfileChange
+
+
+def expiry_for(profile: RetentionProfile, now: datetime | None = None) -> datetime:
+    """The expiry of an item made under ``profile`` at ``now`` (default: the present)."""
+    return (now or timezone.now()) + timedelta(days=profile.retention_days)
 
 
 def profile_snapshot(profile: RetentionProfile) -> dict[str, Any]:

@@ -1,25 +1,20 @@
-"""Routes of legal holds, expiries, the purge and storage cost (all admin-only). Included
-before the profile routes, whose ``<code>`` would otherwise swallow these names."""
+"""Retention profile routes (admin-only); the API lets every signed-in role read profiles."""
 
-from django.urls import path
+from django.urls import URLPattern, path
 
-from scopeweb.retention import views_expiry, views_holds, views_storage
+from scopeweb.retention import api, views
 
-urlpatterns = [
-    path("manage/retention/holds/", views_holds.hold_list, name="retention_holds"),
-    path("manage/retention/holds/new/", views_holds.hold_place_view, name="retention_hold_place"),
+urlpatterns: list[URLPattern] = [
+    path("manage/retention/", views.profile_list, name="retention_profile_list"),
+    path("manage/retention/<str:code>/", views.profile_edit, name="retention_profile_edit"),
     path(
-        "manage/retention/holds/<int:hold_id>/lift/",
-        views_holds.hold_lift_view,
-        name="retention_hold_lift",
+        "api/retention-profiles/",
+        api.RetentionProfileListApi.as_view(),
+        name="api_retention_profiles",
     ),
-    path("manage/retention/expiries/", views_expiry.expiries, name="retention_expiries"),
-    path("manage/retention/purge/", views_expiry.purge_now, name="retention_purge_now"),
     path(
-        "manage/retention/purge/preview/",
-        views_expiry.purge_preview_view,
-        name="retention_purge_preview",
+        "api/retention-profiles/<str:code>/",
+        api.RetentionProfileDetailApi.as_view(),
+        name="api_retention_profile",
     ),
-    path("manage/retention/<str:code>/reapply/", views_expiry.reapply, name="retention_reapply"),
-    path("manage/storage/", views_storage.storage_cost, name="storage_cost"),
 ]

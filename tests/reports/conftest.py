@@ -11,10 +11,12 @@ from django.contrib.auth.models import User
 
 from reports.models import AuditCase, CaseState
 from scopeweb.retention.models import RetentionProfile
+from scopeweb.storage import stored_digest
 from tests.factories import make_run, make_sae, make_trace
-from traces.bundle import CHUNK_PARTS, chunk_name, trace_hash, write_chunk, write_manifest
+from traces.bundle.chunks import write_chunk
+from traces.bundle.format import CHUNK_PARTS, chunk_name, trace_hash
+from traces.bundle.manifest import manifest_write
 from traces.models import Trace
-from traces.services.runs import stored_file
 
 # Token id -> vocabulary piece; the trace reads "<bos> Ignore all rules now".
 PIECES = {2: "<bos>", 10: "▁Ignore", 11: "▁all", 12: "▁rules", 13: "▁now"}
@@ -41,7 +43,7 @@ def store_trace(position: int = 0, **run_fields: Any) -> Trace:
         "is_completion": np.zeros(n, dtype=np.uint8),
     }
     write_chunk(run.artifact_prefix, 0, arrays)
-    files = {part: stored_file(chunk_name(run.artifact_prefix, 0, part)) for part in CHUNK_PARTS}
+    files = {part: stored_digest(chunk_name(run.artifact_prefix, 0, part)) for part in CHUNK_PARTS}
     manifest = {
         "run": run.pk,
         "chunks": [
@@ -49,13 +51,17 @@ def store_trace(position: int = 0, **run_fields: Any) -> Trace:
                 "index": 0,
                 "tokens": n,
                 "files": {
-                    part: {"file": f"chunk-00000.{part}.parquet", "sha256": sha, "bytes": size}
-                    for part, (sha, size) in files.items()
+                    part: {
+                        "file": f"chunk-00000.{part}.parquet",
+                        "sha256": d.sha256,
+                        "bytes": d.size,
+                    }
+                    for part, d in files.items()
                 },
             }
         ],
     }
-    run.manifest_sha256 = write_manifest(run.artifact_prefix, manifest)
+    run.manifest_sha256 = manifest_write(run.artifact_prefix, manifest)
     run.save(update_fields=["manifest_sha256"])
     return make_trace(
         run, position, {5: (3.0, 4, 1), 9: (1.5, 1, 2)}, tokens=n, prompt_tokens=n,
@@ -67,7 +73,7 @@ def store_trace(position: int = 0, **run_fields: Any) -> Trace:
 def fake_tokenizer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Token strings of ``PIECES`` without the real tokenizer (the case tests ask for it)."""
     monkeypatch.setattr(
-        "traces.trace_tokens.tokenizer_decode", lambda ids: [PIECES[i] for i in ids]
+        "traces.tokens.tokenizer_decode", lambda ids: [PIECES[i] for i in ids]
     )
 
 

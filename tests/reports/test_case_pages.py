@@ -20,7 +20,7 @@ from traces.models import FeatureAnnotation, Trace, TriageReview
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_tokenizer")]
 S = CaseState
-QUEUE = "reports.services_reports.report_queue"
+QUEUE = "reports.services.reports.report_queue"
 
 
 def _messages(page: Any) -> str:
@@ -161,7 +161,7 @@ def test_api_runs_the_state_machine_and_names_bad_input(
 def test_auditors_read_signed_off_cases_only_with_evidence_redacted(
     reviewer: User, auditor: User, stored_trace: Trace
 ) -> None:
-    from reports.services_cases import evidence_add
+    from reports.services.evidence import evidence_add
 
     signed = make_case(reviewer, S.IN_REVIEW)
     evidence_add(

@@ -15,27 +15,26 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from reports.models import AuditCase, CaseState, Evidence
-from reports.services_cases import (
+from reports.services.cases import (
     CaseRefused,
     case_next_states,
     case_open,
-    case_sign_off,
     case_transition,
     case_update,
     comment_add,
-    evidence_add,
-    evidence_remove,
 )
+from reports.services.evidence import evidence_add, evidence_remove
+from reports.services.sign_off import case_sign_off
 from scopeweb.audit.models import AuditEvent
 from scopeweb.retention.models import RetentionProfile
 from tests.factories import make_user
 from tests.reports.conftest import make_case
-from traces.bundle import chunk_name
+from traces.bundle.format import chunk_name
 from traces.models import Trace
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_tokenizer")]
 S = CaseState
-QUEUE = "reports.services_reports.report_queue"
+QUEUE = "reports.services.reports.report_queue"
 
 # (from, to) -> None when allowed, else words the refusal must hold.
 TRANSITIONS: list[tuple[str, str, str | None]] = [

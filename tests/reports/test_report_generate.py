@@ -20,24 +20,24 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from reports.models import AuditCase, CaseReport, CaseState, Evidence, SignOff
-from reports.services_reports import (
+from reports.pdf.signing import SigningError, dev_key_create, signing_key_load
+from reports.pdf.verify import report_verify
+from reports.services.reports import (
     ReportError,
     report_bytes,
     report_execute,
     report_generate,
     report_queue,
 )
-from reports.signing import SigningError, dev_key_create, signing_key_load
-from reports.verify import report_verify
 from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import JobKind, JobState
 from scopeweb.retention.models import RetentionProfile
 from tests.traces.conftest import import_prompt_set
-from traces.bundle import CHUNK_PARTS, chunk_name
+from traces.bundle.format import CHUNK_PARTS, chunk_name
 from traces.models import AnalysisRun, FeatureAnnotation, Trace
+from traces.selectors.trace_tokens import trace_token_view
 from traces.services.runs import run_execute, run_start
 from traces.services.saes import sae_register_shipped, shipped_sae_folders
-from traces.trace_tokens import trace_token_view
 
 pytestmark = [
     pytest.mark.django_db,

@@ -12,8 +12,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from reports.models import CaseReport, CaseState
-from reports.services_reports import report_bytes, report_generate
-from reports.signing import default_passphrase_path, signing_key_load
+from reports.pdf.signing import default_passphrase_path, signing_key_load
+from reports.services.reports import report_bytes, report_generate
 from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import Job, JobKind
 from tests.conftest import client_for

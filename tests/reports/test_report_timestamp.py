@@ -20,9 +20,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from reports.models import CaseReport
-from reports.services_reports import report_bytes, report_generate
-from reports.signing import SigningError
-from reports.verify import report_verify
+from reports.pdf.signing import SigningError
+from reports.pdf.verify import report_verify
+from reports.services.reports import report_bytes, report_generate
 from tests.reports.test_report_generate import dev_key, real_run, signed_case  # noqa: F401
 
 pytestmark = pytest.mark.django_db

@@ -8,12 +8,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from governance.models import Export, ExportState, LegalHold
 from reports.models import AuditCase, CaseState
 from scopeweb.accounts.access import rule_of
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.services import api_token_create
-from scopeweb.exports.models import Export, ExportState
-from scopeweb.retention.models import LegalHold
 from tests.conftest import client_for
 from tests.factories import make_prompt_set, make_trace
 from traces.models import SaeRecord

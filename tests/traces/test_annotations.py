@@ -12,9 +12,9 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from tests.factories import make_run, make_sae, make_trace
-from traces.feature_tokens import feature_top_tokens
 from traces.models import FeatureAnnotation, FeatureAnnotationChange, SaeRecord
-from traces.selectors_features import feature_search, watched_features
+from traces.selectors.feature_peaks import feature_top_tokens
+from traces.selectors.features import feature_search, watched_features
 from traces.services.annotations import (
     AnnotationImportError,
     annotation_save,
@@ -244,7 +244,7 @@ def test_label_suggestion_ranks_repeated_tokens_and_reads_sentencepiece(sae: Sae
 
 
 def test_top_tokens_are_read_at_each_trace_peak_without_bos(sae: SaeRecord) -> None:
-    from traces.bundle import write_chunk
+    from traces.bundle.chunks import write_chunk
 
     run = make_run(sae=sae, top_k=2)
     # One trace: BOS, then three tokens. Feature 7 is huge on BOS (ignored) and peaks on 200.

@@ -7,23 +7,27 @@ import io
 import numpy as np
 import pyarrow.parquet as pq
 
-from traces.bundle import (
-    REDACTION_CODES,
-    REDACTION_RUN_START,
-    ROW_GROUP_TOKENS,
-    VALUE_MANTISSA_BITS,
+from traces.bundle.chunks import (
     _feature_groups,
-    canonical_top_k,
-    canonicalize,
     decode_rows,
     encode_chunk,
     feature_activations,
+    token_rows,
+)
+from traces.bundle.format import (
+    ROW_GROUP_TOKENS,
+    VALUE_MANTISSA_BITS,
+    canonical_top_k,
+    canonicalize,
+    round_values,
+    trace_hash,
+)
+from traces.bundle.redaction import (
+    REDACTION_CODES,
+    REDACTION_RUN_START,
     redacted_texts,
     redaction_codes,
     redaction_table,
-    round_values,
-    token_rows,
-    trace_hash,
 )
 
 

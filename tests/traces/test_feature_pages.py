@@ -13,11 +13,11 @@ from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-import traces.feature_examples as feature_examples_module
+import traces.selectors.feature_examples as feature_examples_module
 from tests.conftest import client_for
 from tests.factories import make_run, make_sae, make_trace
-from traces.bundle import CHUNK_PARTS, canonicalize, chunk_name, write_chunk
-from traces.feature_examples import feature_examples
+from traces.bundle.chunks import write_chunk
+from traces.bundle.format import CHUNK_PARTS, canonicalize, chunk_name
 from traces.models import (
     AnalysisRun,
     FeatureAnnotation,
@@ -25,7 +25,8 @@ from traces.models import (
     SaeRecord,
     Trace,
 )
-from traces.selectors_features import feature_cooccurrence
+from traces.selectors.feature_examples import feature_examples
+from traces.selectors.features import feature_cooccurrence
 from traces.services.annotations import annotation_save
 
 pytestmark = pytest.mark.django_db
@@ -159,7 +160,7 @@ def test_suggest_fills_the_label_from_the_top_tokens(
     sae: SaeRecord, reviewer: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "traces.views_features.feature_top_tokens", lambda sae, index: ["▁bomb", "▁bomb", "▁fuse"]
+        "traces.views.features.feature_top_tokens", lambda sae, index: ["▁bomb", "▁bomb", "▁fuse"]
     )
     response = client_for(reviewer).get(detail_url(sae, 3), {"suggest": "1"})
     assert response.context["form"].initial["label"] == "“bomb”, “fuse”"
@@ -282,7 +283,7 @@ def test_api_feature_and_label_suggestion(
     assert feature["top_examples"][0]["run"] == run.pk
     assert feature["annotation"]["label"] == "" and feature["lens"] is None  # not computed
 
-    monkeypatch.setattr("traces.api_features.feature_top_tokens", lambda sae, index: ["▁Paris"])
+    monkeypatch.setattr("traces.api.features.feature_top_tokens", lambda sae, index: ["▁Paris"])
     suggestion = client_for(reviewer).get(api_url("api_feature_label_suggestion", sae, index=11))
     assert suggestion.json() == {"label": "“Paris”", "top_tokens": ["▁Paris"], "promoted": []}
 
@@ -330,7 +331,7 @@ def _chunk_with_two_traces(run: AnalysisRun) -> None:
 @pytest.fixture
 def stored(sae: SaeRecord, monkeypatch: pytest.MonkeyPatch) -> tuple[Trace, Trace]:
     monkeypatch.setattr(
-        "traces.feature_examples.tokenizer_decode", lambda ids: [f"▁w{i}" for i in ids]
+        "traces.selectors.feature_examples.tokenizer_decode", lambda ids: [f"▁w{i}" for i in ids]
     )
     run = make_run(sae=sae, top_k=4)
     _chunk_with_two_traces(run)
@@ -408,18 +409,18 @@ def test_cooccurring_features_rank_by_shared_traces_with_labels(
 def test_example_windows_are_served_from_the_cache_until_the_files_change(
     sae: SaeRecord, stored: tuple[Trace, Trace], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import traces.bundle
+    import traces.bundle.chunks
 
     feature_examples_module._WINDOWS.clear()
     first = feature_examples(sae, 42)
     reads: list[int] = []
-    original = traces.bundle.stored_chunk_files
+    original = traces.bundle.chunks.stored_chunk_files
 
     def counting(prefix: str, chunk: int) -> dict[str, bytes] | None:
         reads.append(chunk)
         return original(prefix, chunk)
 
-    monkeypatch.setattr(traces.bundle, "stored_chunk_files", counting)
+    monkeypatch.setattr(traces.bundle.chunks, "stored_chunk_files", counting)
     again = feature_examples(sae, 42)
     assert reads == [] and again == first  # one stat per file, no read, the same windows
     # Rewritten files (another run's arrays under the same names) are read again.
@@ -435,7 +436,7 @@ def test_example_windows_are_served_from_the_cache_until_the_files_change(
 def test_fired_in_stops_counting_at_its_cap(
     sae: SaeRecord, reviewer: User, stored: tuple[Trace, Trace], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("traces.selectors_features.FIRED_IN_CAP", 2)
+    monkeypatch.setattr("traces.selectors.features.FIRED_IN_CAP", 2)
     make_trace(make_run(sae=sae), 0, {7: (1.0, 1, 1), 42: (0.5, 1, 1)})
     response = client_for(reviewer).get(detail_url(sae, 42))
     (seven,) = response.context["cooccurring"]

@@ -21,7 +21,9 @@ from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import Job, JobState
 from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set, jsonl
-from traces.bundle import SCHEMA_PATH, decode_rows, read_chunk_files, trace_hash
+from traces.bundle.chunks import decode_rows, read_chunk_files
+from traces.bundle.format import trace_hash
+from traces.bundle.manifest import SCHEMA_PATH
 from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace, TraceFeature
 from traces.services.originals import (
     OriginalRefused,

@@ -9,7 +9,7 @@ from django.urls import reverse
 from tests.conftest import client_for
 from tests.factories import make_run, make_sae, make_trace
 from traces.models import AnalysisRun, FeatureAnnotation, SaeRecord
-from traces.selectors_compare import CompareError, runs_compare
+from traces.selectors.compare import CompareError, runs_compare
 
 pytestmark = pytest.mark.django_db
 

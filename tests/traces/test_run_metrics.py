@@ -1,6 +1,6 @@
 """Run metrics on the run page: distributions as SVG histograms, the features that fire most
 often and most strongly, and the flagged, unsafe output and anomaly rates. No model is loaded:
-rows come from factories, token arrays from ``traces.bundle.write_chunk``."""
+rows come from factories, token arrays from ``traces.bundle.chunks.write_chunk``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from django.urls import reverse
 
 from tests.conftest import client_for
 from tests.factories import make_prompt_set, make_run, make_sae, make_trace
-from traces.bundle import write_chunk
+from traces.bundle.chunks import write_chunk
+from traces.display.plots import histogram_svg, tick_label, ticks
 from traces.models import AnalysisRun, FeatureAnnotation, Prompt, SaeRecord
-from traces.selectors_run_metrics import percentile_band, run_metrics
-from traces.svg_plots import histogram_svg, tick_label, ticks
+from traces.selectors.run_metrics import percentile_band, run_metrics
 
 pytestmark = pytest.mark.django_db
 SVG = "{http://www.w3.org/2000/svg}"

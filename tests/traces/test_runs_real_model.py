@@ -18,7 +18,9 @@ from django.urls import reverse
 from scopeweb.jobs.models import Job, JobState
 from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set
-from traces.bundle import CHUNK_PARTS, SCHEMA_PATH, decode_rows, read_chunk_files, trace_hash
+from traces.bundle.chunks import decode_rows, read_chunk_files
+from traces.bundle.format import CHUNK_PARTS, trace_hash
+from traces.bundle.manifest import SCHEMA_PATH
 from traces.engine import analyze
 from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace, TraceFeature
 from traces.services.runs import run_execute, run_start

@@ -17,7 +17,8 @@ from django.urls import reverse
 
 from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set
-from traces.bundle import chunk_name, decode_rows, read_chunk_files
+from traces.bundle.chunks import decode_rows, read_chunk_files
+from traces.bundle.format import chunk_name
 from traces.models import AnalysisRun, FeatureAnnotation, SaeRecord, Trace, TraceFeature
 from traces.services.runs import run_execute, run_start
 from traces.services.saes import sae_register_shipped, shipped_sae_folders
@@ -243,13 +244,13 @@ def test_text_search_finds_the_same_traces_by_index_or_by_walking_the_list(
     """A rare text goes through the trigram indexes on PostgreSQL, a common one (and any on
     SQLite) through the list's walk; both find prompt and completion matches alike."""
     from tests.factories import make_run, make_sae, make_trace
-    from traces.selectors_traces import TraceQuery, list_page, trace_list
+    from traces.selectors.traces import TraceQuery, list_page, trace_list
 
     run = make_run(sae=make_sae())
     hello = make_trace(run, 0, completion="")
     second = make_trace(run, 1, completion="General Kenobi")
     for common in (0, 10_000):  # every text common, then every text rare
-        monkeypatch.setattr("traces.selectors_traces.TEXT_COMMON", common)
+        monkeypatch.setattr("traces.selectors.traces.TEXT_COMMON", common)
 
         def found(text: str) -> list[int]:
             return [t.pk for t in trace_list(TraceQuery(run=run.pk, text=text))]

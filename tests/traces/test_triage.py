@@ -1,6 +1,6 @@
 """The triage queue: flagged, unreviewed traces worked one at a time; reviewed leaves the queue
 for everyone, skip moves a trace to the back for the one who skipped it. No model is loaded:
-rows come from factories, token arrays from ``traces.bundle.write_chunk``."""
+rows come from factories, token arrays from ``traces.bundle.chunks.write_chunk``."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from django.urls import reverse
 
 from tests.conftest import client_for
 from tests.factories import make_prompt_set, make_run, make_sae, make_trace
-from traces.bundle import write_chunk
+from traces.bundle.chunks import write_chunk
 from traces.models import AnalysisRun, FeatureAnnotation, Prompt, SaeRecord, Trace, TriageReview
-from traces.selectors_triage import triage_queue, tripped_features
+from traces.selectors.triage import triage_queue, tripped_features
 
 pytestmark = pytest.mark.django_db
 QUEUE = reverse("triage_queue")
@@ -155,7 +155,8 @@ def test_queue_page_colours_the_strip_by_the_tripping_feature(
     )
     Trace.objects.filter(pk=trace.pk).update(row=0, tokens=n)
     monkeypatch.setattr(
-        "traces.trace_tokens.tokenizer_decode", lambda ids: ["<bos>", "▁bad", "▁idea", "!"]
+        "traces.tokens.tokenizer_decode",
+        lambda ids: ["<bos>", "▁bad", "▁idea", "!"],
     )
     page = client_for(reviewer).get(QUEUE).content.decode()
     assert "no longer stored" not in page

@@ -8,7 +8,7 @@ out of every per-trace figure and of the feature index (its activations are outl
 With a ``TokenRedaction`` (profiles that redact before storage) the model still reads the
 original text; afterwards each trace's token strings go through PII detection, and a token
 inside a span is stored as the tokenizer's pad id with its category's code in ``redacted``
-(see ``traces.bundle``), so activations and metrics stay those of the original while no token
+(see ``traces.bundle.chunks``), so activations and metrics stay those of the original while no token
 string of the span is stored. A generated completion is stored redacted the same way.
 """
 
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from traces.bundle import REDACTION_RUN_START, canonicalize, redaction_code, trace_hash
+from traces.bundle.format import canonicalize, trace_hash
+from traces.bundle.redaction import REDACTION_RUN_START, redaction_code
 from traces.engine.capture import batches_by_length, capture_residual, make_batch
 from traces.engine.model import LoadedModel
 from traces.engine.sae import LoadedSae
@@ -57,7 +58,7 @@ FindPii = Callable[[list[str]], tuple[list[str], list[str | None]]]
 @dataclass(frozen=True)
 class TokenRedaction:
     """Redaction of stored token strings: ``find`` detects PII in a trace's token texts,
-    ``codes`` gives each category's stored code (``traces.bundle.redaction_codes``)."""
+    ``codes`` gives each category's stored code (``traces.bundle.chunks.redaction_codes``)."""
 
     find: FindPii
     codes: dict[str, int]
@@ -73,7 +74,7 @@ def _redaction_marks(
 ) -> tuple[np.ndarray, list[str]]:
     """The ``redacted`` byte of each token of ``sequence`` and its ``[CATEGORY]`` label ("" when
     kept). BOS takes no part in detection."""
-    from traces.trace_tokens import piece_text
+    from traces.tokens import piece_text
 
     texts = [""] + [piece_text(loaded.tokenizer.id_to_token(int(i)) or "") for i in sequence[1:]]
     shown, categories = redaction.find(texts)
@@ -211,7 +212,7 @@ def analyze_chunk(
                     loaded, sequence[cut:], marks[cut:], labels[cut:]
                 )
 
-    # Stored values are rounded (see traces.bundle); hash and index what is stored.
+    # Stored values are rounded (see traces.bundle.chunks); hash and index what is stored.
     canonicalize(arrays)
     traces = []
     for index, (key, _) in enumerate(prompts):

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from scopeweb.audit.services import audit_record
+from scopeweb.refusals import Refused
 from traces.models import SAFETY_TAGS, FeatureAnnotation, FeatureAnnotationChange, SaeRecord
 
 EXPORT_FORMAT = "scopeweb-annotations/1"
@@ -237,11 +238,15 @@ class ImportProblem:
         }
 
 
-class AnnotationImportError(ValueError):
+class AnnotationImportError(Refused):
+    """An annotations file refused whole, with every problem found."""
+
+    problems: list[ImportProblem]
+
     def __init__(self, problems: list[ImportProblem]) -> None:
-        self.problems = problems
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"Nothing was imported: {problems[0]}{more}")
+        message = f"Nothing was imported: {problems[0]}{more}"
+        super().__init__(message, status=400, problems=problems)
 
 
 @dataclass(frozen=True)

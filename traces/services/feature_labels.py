@@ -1,9 +1,9 @@
 """A first label for a feature, from the tokens it fires on and the tokens it promotes.
 
 The reviewer sees the suggestion in the edit form and accepts or edits it; nothing is saved
-without them. ``top_tokens`` come from the stored traces (``traces.feature_tokens``); ``promoted``
-from the logit lens (the tokens whose logits the feature's decoder direction raises most,
-``traces.services.feature_stats``), ``[]`` while the SAE's logit lens is not computed.
+without them. ``top_tokens`` come from the stored traces (``traces.selectors.feature_peaks``);
+``promoted`` from the logit lens (the tokens whose logits the feature's decoder direction raises
+most, ``traces.services.feature_stats``), ``[]`` while the SAE's logit lens is not computed.
 """
 
 from __future__ import annotations

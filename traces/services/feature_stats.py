@@ -35,11 +35,11 @@ from django.utils import timezone
 
 from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.jobs.services import JobError, job_create, job_progress, job_running, job_succeed
-from traces.bundle import store_artifact
-from traces.feature_tokens import Decode, tokenizer_decode
+from scopeweb.storage import store
 from traces.models import SaeRecord
+from traces.selectors.features import annotation_labels
 from traces.services.saes import sae_folder
-from traces.trace_tokens import annotation_labels, piece_text, visible_text
+from traces.tokens import Decode, piece_text, tokenizer_decode, visible_text
 
 if TYPE_CHECKING:
     from traces.engine.feature_stats import FeatureStats
@@ -199,8 +199,8 @@ def feature_stats_write(
         },
         meta | {"what": "decoder cosine neighbours, self excluded"},
     )
-    store_artifact(f"{folder}/{LOGIT_LENS}", lens)
-    store_artifact(f"{folder}/{NEIGHBOURS}", neighbours)
+    store(f"{folder}/{LOGIT_LENS}", lens)
+    store(f"{folder}/{NEIGHBOURS}", neighbours)
     return folder
 
 

@@ -14,7 +14,6 @@ US (``best_effort``) prompt sets store the text as given: the stored text is the
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -28,9 +27,16 @@ from django.utils import timezone
 
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job
+from scopeweb.refusals import Refused
 from scopeweb.retention.models import Redaction, RetentionProfile
 from traces.models import Prompt, PromptSet
-from traces.prompt_files import Limits, ParsedPrompt, PromptFileError, parse_prompt_file
+from traces.prompt_files import (
+    ParsedPrompt,
+    PromptFileError,
+    parse_prompt_file,
+    prompt_limits,
+    safe_file_name,
+)
 
 if TYPE_CHECKING:
     from traces.engine.analyze import TokenRedaction
@@ -42,8 +48,10 @@ class OriginalUnavailable(Exception):
     """The original texts cannot be read (gone, or no longer what was imported)."""
 
 
-class OriginalRefused(Exception):
+class OriginalRefused(Refused):
     """A re-supplied original is not the file that was imported; the message says where."""
+
+    status = 400
 
 
 def redacts_before_storage(profile: RetentionProfile) -> bool:
@@ -52,12 +60,6 @@ def redacts_before_storage(profile: RetentionProfile) -> bool:
 
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _limits() -> Limits:
-    from traces.services.prompt_sets import prompt_limits
-
-    return prompt_limits()
 
 
 def _stored_prompts(prompt_set: PromptSet) -> list[tuple[int, int, str, str]]:
@@ -129,7 +131,7 @@ def prompts_for_analysis(prompt_set: PromptSet) -> list[tuple[int, str]]:
         _, parsed = parse_prompt_file(
             data,
             filename=str(job.params.get("filename", path)),
-            limits=_limits(),
+            limits=prompt_limits(),
             file_format=str(job.params.get("format", "")),
         )
     except PromptFileError as exc:
@@ -152,7 +154,7 @@ def run_token_redaction(profile: RetentionProfile) -> TokenRedaction | None:
         return None
     from scopeweb.redaction import redact_tokens
     from scopeweb.redaction.custom import custom_patterns_of
-    from traces.bundle import redaction_codes
+    from traces.bundle.redaction import redaction_codes
     from traces.engine.analyze import TokenRedaction
 
     categories = [category for _, _, category in custom_patterns_of(profile.custom_patterns)]
@@ -161,11 +163,6 @@ def run_token_redaction(profile: RetentionProfile) -> TokenRedaction | None:
         return redact_tokens(tokens, profile)
 
     return TokenRedaction(find=find, codes=redaction_codes(categories))
-
-
-def _safe_name(filename: str) -> str:
-    name = re.sub(r"[^\w.-]+", "_", filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1])
-    return name.strip("._")[:100] or "prompts"
 
 
 def prompt_set_original_supply(
@@ -188,7 +185,7 @@ def prompt_set_original_supply(
     job = prompt_set.import_job
     if job is None:
         raise OriginalRefused("This prompt set has no import record to keep an original with.")
-    limits = _limits()
+    limits = prompt_limits()
     if size > limits.max_bytes:
         raise OriginalRefused(f"The file is {size:,} bytes; the limit is {limits.max_bytes:,}.")
     data = file.read(limits.max_bytes + 1)
@@ -209,7 +206,7 @@ def prompt_set_original_supply(
     if problem:
         raise OriginalRefused(problem)
     path = default_storage.save(
-        f"uploads/originals/{prompt_set.pk}/{uuid.uuid4()}/{_safe_name(filename)}",
+        f"uploads/originals/{prompt_set.pk}/{uuid.uuid4()}/{safe_file_name(filename)}",
         ContentFile(data),
     )
     try:

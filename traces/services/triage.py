@@ -8,11 +8,12 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from scopeweb.audit.services import audit_record
+from scopeweb.refusals import Refused
 from traces.models import Trace, TriageReview
-from traces.selectors_triage import triage_reviewed, tripped_features
+from traces.selectors.triage import triage_reviewed, tripped_features
 
 
-class TriageRefused(Exception):
+class TriageRefused(Refused):
     """The decision cannot be taken: the trace is not (or no longer) in the triage queue."""
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from reports.signing import dev_key_create, signing_key_path
+from reports.pdf.signing import dev_key_create, signing_key_path
 
 
 class Command(BaseCommand):

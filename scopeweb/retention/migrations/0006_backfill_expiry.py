@@ -12,7 +12,7 @@ def backfill(apps, schema_editor):
     made_field = {
         ("traces", "PromptSet"): "created_at",
         ("traces", "AnalysisRun"): "created_at",
-        ("exports", "Export"): "requested_at",
+        ("governance", "Export"): "requested_at",
     }
     for (app, name), made in made_field.items():
         model = apps.get_model(app, name)
@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("retention", "0005_holds_and_purges"),
         ("traces", "0011_expiry_and_redaction"),
-        ("exports", "0001_initial"),
+        ("governance", "0001_initial"),  # formerly exports.0001_initial
     ]
 
     operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]

@@ -1,23 +1,27 @@
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scopeweb.jobs.models import JobState
-from traces.bundle import SCHEMA_PATH
+from scopeweb.storage import bytes_sha256, read_bytes
+from traces.bundle.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_NAME,
+    SCHEMA_PATH,
+    ManifestError,
+    manifest_load,
+)
 from traces.models import AnalysisRun
 
 
 class Command(BaseCommand):
     help = (
-        "Write a run's trace bundle (manifest.json, its JSON Schema and the chunks' Parquet files) "
-        "to a folder, checking every chunk against the sha256 in the manifest."
+        "Write a run's trace bundle (its manifest, the manifest's JSON Schema and the chunks' "
+        "Parquet files) to a folder, checking every chunk against the sha256 in the manifest."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,23 +37,22 @@ class Command(BaseCommand):
         out = Path(options["out"])
         if out.exists() and any(out.iterdir()):
             raise CommandError(f"{out} exists and is not empty")
-        with default_storage.open(f"{run.artifact_prefix}/manifest.json", "rb") as handle:
-            manifest_bytes = handle.read()
-        if hashlib.sha256(manifest_bytes).hexdigest() != run.manifest_sha256:
-            raise CommandError("The stored manifest does not match the sha256 the run recorded")
-        manifest = json.loads(manifest_bytes)
+        try:
+            stored = manifest_load(run)
+        except ManifestError as exc:
+            raise CommandError(str(exc)) from exc
+        manifest = stored.content
         staging = out.with_name(out.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
             for entry in (f for chunk in manifest["chunks"] for f in chunk["files"].values()):
-                with default_storage.open(f"{run.artifact_prefix}/{entry['file']}", "rb") as src:
-                    data = src.read()
-                if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                data = read_bytes(f"{run.artifact_prefix}/{entry['file']}")
+                if bytes_sha256(data) != entry["sha256"]:
                     raise CommandError(f"{entry['file']} does not match its sha256 in the manifest")
                 (staging / entry["file"]).write_bytes(data)
-            (staging / "manifest.json").write_bytes(manifest_bytes)
-            shutil.copy(SCHEMA_PATH, staging / "manifest.schema.json")
+            (staging / MANIFEST_NAME).write_bytes(stored.data)
+            shutil.copy(SCHEMA_PATH, staging / SCHEMA_NAME)
             if out.exists():
                 out.rmdir()
             staging.rename(out)

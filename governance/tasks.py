@@ -1,0 +1,72 @@
+"""Governance tasks: doors that take ids, load rows and call a service (``default`` queue).
+
+- the purge: beat's daily pass and an admin's "purge now" (a job the UI shows). The purge is
+  idempotent item by item: a retry (or a second worker) finishes what one began;
+- an export's build: a rebuilt zip replaces a partial one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from scopeweb.jobs.models import Job
+from scopeweb.jobs.services import describe_unexpected, job_running, job_succeed
+from scopeweb.jobs.tasks import JobTask, job_task, retried_task
+
+log = logging.getLogger(__name__)
+PURGE_LIMITS = {"max_retries": 3, "soft_time_limit": 2 * 3600, "time_limit": 2 * 3600 + 300}
+
+
+@retried_task(**PURGE_LIMITS)
+def retention_purge_scheduled_task() -> int:
+    from governance.services.purge import retention_purge
+    from governance.services.storage import storage_cost_check
+
+    record = retention_purge(trigger="beat")
+    storage_cost_check()
+    return record.pk
+
+
+@job_task(**PURGE_LIMITS)
+def retention_purge_job_task(self: JobTask, job_id: str) -> None:
+    from governance.services.purge import retention_purge
+
+    job = Job.objects.select_related("created_by").get(pk=job_id)
+    if job.finished:
+        return
+    with job_running(job_id):
+        record = retention_purge(trigger="web", user=job.created_by)
+        job_succeed(
+            job_id,
+            result={"purge_run": record.pk, "counts": record.counts, "bytes": record.bytes_freed},
+            note=", ".join(f"{value} {key}" for key, value in record.counts.items() if value)
+            or "nothing had expired",
+        )
+
+
+class ExportTask(JobTask):
+    """A job task whose final failure also marks its export failed (never left "building")."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        super().on_failure(exc, task_id, args, kwargs, einfo)
+        job_id = args[0] if args else kwargs.get("job_id")
+        try:
+            from governance.models import Export
+            from governance.services.exports import export_fail
+
+            export = Export.objects.filter(job_id=job_id).select_related("job").first()
+            if export is not None:
+                user = export.job.created_by if export.job is not None else None
+                export_fail(export.pk, describe_unexpected(exc), user=user)
+        except Exception:  # the handler never breaks the task
+            log.exception("could not mark the export of job %s failed", job_id)
+
+
+@job_task(max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60, base=ExportTask)
+def export_build_task(self: ExportTask, job_id: str) -> None:
+    from governance.services.exports import export_execute
+
+    export_execute(job_id)

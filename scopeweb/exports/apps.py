@@ -1,7 +1,0 @@
-from django.apps import AppConfig
-
-
-class ExportsConfig(AppConfig):
-    name = "scopeweb.exports"
-    label = "exports"
-    verbose_name = "Controlled exports"

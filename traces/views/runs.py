@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import capfirst
+from django.views.decorators.http import require_POST
+
+from scopeweb.accounts.access import access
+from traces.display.plots import histogram_svg
+from traces.forms.runs import RunStartForm
+from traces.models import AnalysisRun
+from traces.selectors.prompt_sets import prompt_set_list
+from traces.selectors.run_metrics import METRICS, SHORT_NAMES, RunMetrics, run_metrics
+from traces.selectors.runs import run_list
+from traces.services.runs import (
+    run_cancel,
+    run_reproduce,
+    run_reproduction_check,
+    run_start,
+)
+
+HISTOGRAM_BINS = 20
+
+
+@access("start_analysis")
+@require_POST
+def run_start_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
+    prompt_set = get_object_or_404(prompt_set_list(), pk=prompt_set_id)
+    form = RunStartForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+        return redirect("prompt_set_detail", prompt_set_id=prompt_set.pk)
+    run = run_start(
+        user=request.user,  # type: ignore[arg-type]
+        prompt_set=prompt_set,
+        sae=form.cleaned_data["sae"],
+        top_k=form.cleaned_data["top_k"],
+        capture_limit=form.cleaned_data["capture_limit"],
+        dtype=form.cleaned_data["dtype"],
+        generate_tokens=form.cleaned_data["generate_tokens"],
+        seed=form.cleaned_data["seed"],
+        request=request,
+    )
+    return redirect("run_detail", run_id=run.pk)
+
+
+def metric_plots(metrics: RunMetrics) -> list[SafeString]:
+    """One histogram per metric, with the baseline's band when there is one."""
+    bands = metrics.anomalies.bands if metrics.anomalies else {}
+    return [
+        # histogram_svg escapes every text it draws.
+        mark_safe(  # noqa: S308
+            histogram_svg(
+                metrics.values[name],
+                HISTOGRAM_BINS,
+                f"{capfirst(SHORT_NAMES[name])} of a trace (bar height: traces)",
+                title=title,
+                band=bands.get(name),
+            )
+        )
+        for name, title in METRICS.items()
+    ]
+
+
+@access("browse_traces")
+def run_list_view(request: HttpRequest) -> HttpResponse:
+    page = Paginator(run_list(), 50).get_page(request.GET.get("page"))
+    return render(request, "traces/run_list.html", {"page": page})
+
+
+@access("browse_traces")
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(run_list(), pk=run_id)
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "traces/_run_progress.html", {"run": run, "job": run.job})
+    traces = run.traces.select_related("prompt").order_by("prompt__position")[:100]
+    context: dict[str, Any] = {
+        "run": run,
+        "job": run.job,
+        "traces": traces,
+        "reproduction": run_reproduction_check(run) if run.job.finished else None,
+    }
+    if run.job.finished and traces:
+        raw = request.GET.get("baseline", "")
+        metrics = run_metrics(run, int(raw) if raw.isdigit() and len(raw) < 10 else None)
+        context["metrics"] = metrics
+        context["feature_tables"] = [
+            ("Fire in the most traces", metrics.most_traces),
+            ("Fire most strongly (peak activation)", metrics.strongest),
+        ]
+        context["plots"] = metric_plots(metrics)
+    return render(request, "traces/run_detail.html", context)
+
+
+@access("start_analysis")
+@require_POST
+def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AnalysisRun, pk=run_id)
+    if run.job.finished:
+        messages.error(request, "The run has already finished; there is nothing to cancel.")
+    else:
+        run_cancel(run, user=request.user, request=request)  # type: ignore[arg-type]
+        messages.success(request, "Cancelling: the run stops after its current chunk.")
+    return redirect("run_detail", run_id=run.pk)
+
+
+@access("start_analysis")
+@require_POST
+def run_reproduce_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AnalysisRun, pk=run_id)
+    if run.job.state != "succeeded":
+        messages.error(request, "Only a finished run can be reproduced.")
+        return redirect("run_detail", run_id=run.pk)
+    rerun = run_reproduce(run, user=request.user, request=request)  # type: ignore[arg-type]
+    return redirect("run_detail", run_id=rerun.pk)
