@@ -61,13 +61,14 @@ def _bench(work: Path, args: argparse.Namespace) -> None:
     print(f"run {run.pk}: {run.traces.count()} traces, {run.tokens_done} tokens")
 
     from reports.services.reports import report_bytes, report_generate
+    from scopeweb.accounts.actor import Actor
 
     seconds = []
     report = None
     for _ in range(max(args.repeat, 1)):
         case = _case(run)
         started = time.perf_counter()
-        report = report_generate(case)
+        report = report_generate(case, actor=Actor.command())
         seconds.append(time.perf_counter() - started)
     assert report is not None
     if args.keep_pdf:
@@ -96,6 +97,7 @@ def _bench(work: Path, args: argparse.Namespace) -> None:
 def _run():  # type: ignore[no-untyped-def]
     from django.contrib.auth.models import User
 
+    from scopeweb.accounts.actor import Actor
     from tests.traces.conftest import import_prompt_set
     from traces.services.runs import run_execute, run_start
     from traces.services.saes import sae_register_shipped
@@ -105,7 +107,7 @@ def _run():  # type: ignore[no-untyped-def]
     user = User.objects.create_user("bench-reviewer")
     prompt_set = import_prompt_set(user, prompts, name="report benchmark")
     sae = sae_register_shipped()[0]
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False)
+    run = run_start(actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False)
     run_execute(run.job_id)
     run.refresh_from_db()
     return run

@@ -62,6 +62,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from scopeweb.accounts.actor import Actor  # noqa: E402
 from scopeweb.accounts.roles import Role  # noqa: E402
 from scopeweb.accounts.services import user_create  # noqa: E402
 from scopeweb.jobs.models import Job, JobKind, JobState  # noqa: E402
@@ -332,7 +333,7 @@ def main() -> None:
         description="SYNTHETIC: made by bench/seed_synthetic.py for the page benchmark.",
         quality={"l0": 60.0, "fvu": 0.12, "dead_share": 0.01},
     )
-    reviewer, password = user_create(username=REVIEWER, role=Role.REVIEWER)
+    reviewer, password = user_create(username=REVIEWER, role=Role.REVIEWER, actor=Actor.command())
     total = RUNS * TRACES_PER_RUN
     prompt_set = PromptSet.objects.create(
         name=PROMPT_SET_NAME,

@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job
 from scopeweb.jobs.services import describe_unexpected, job_running, job_succeed
 from scopeweb.jobs.tasks import JobTask, job_task, retried_task
 
 log = logging.getLogger(__name__)
-PURGE_LIMITS = {"max_retries": 3, "soft_time_limit": 2 * 3600, "time_limit": 2 * 3600 + 300}
+PURGE_HOURS = 2  # the soft limit; the hard one is five minutes later
 
 
-@retried_task(**PURGE_LIMITS)
+@retried_task(
+    max_retries=3, soft_time_limit=PURGE_HOURS * 3600, time_limit=PURGE_HOURS * 3600 + 300
+)
 def retention_purge_scheduled_task() -> int:
     from governance.services.purge import retention_purge
     from governance.services.storage import storage_cost_check
@@ -28,7 +31,7 @@ def retention_purge_scheduled_task() -> int:
     return record.pk
 
 
-@job_task(**PURGE_LIMITS)
+@job_task(max_retries=3, soft_time_limit=PURGE_HOURS * 3600, time_limit=PURGE_HOURS * 3600 + 300)
 def retention_purge_job_task(self: JobTask, job_id: str) -> None:
     from governance.services.purge import retention_purge
 
@@ -36,7 +39,7 @@ def retention_purge_job_task(self: JobTask, job_id: str) -> None:
     if job.finished:
         return
     with job_running(job_id):
-        record = retention_purge(trigger="web", user=job.created_by)
+        record = retention_purge(trigger="web", actor=Actor.worker(job.created_by))
         job_succeed(
             job_id,
             result={"purge_run": record.pk, "counts": record.counts, "bytes": record.bytes_freed},
@@ -60,7 +63,7 @@ class ExportTask(JobTask):
             export = Export.objects.filter(job_id=job_id).select_related("job").first()
             if export is not None:
                 user = export.job.created_by if export.job is not None else None
-                export_fail(export.pk, describe_unexpected(exc), user=user)
+                export_fail(export.pk, describe_unexpected(exc), actor=Actor.worker(user))
         except Exception:  # the handler never breaks the task
             log.exception("could not mark the export of job %s failed", job_id)
 

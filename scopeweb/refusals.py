@@ -27,7 +27,7 @@ class Refused(Exception):
       line of a file with its number.
     """
 
-    status = http.HTTP_409_CONFLICT
+    status: int = http.HTTP_409_CONFLICT
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol, cast
 
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage, default_storage
@@ -28,9 +28,16 @@ class Digest:
     size: int
 
 
+class _ReadsInto(Protocol):
+    """What ``hashlib.file_digest`` reads from: Django's ``File`` proxies both to its file."""
+
+    def readinto(self, buffer: bytearray | memoryview, /) -> int: ...
+    def readable(self) -> bool: ...
+
+
 def file_sha256(handle: IO[bytes]) -> str:
     """The sha256 of what is left to read in ``handle``."""
-    return hashlib.file_digest(handle, "sha256").hexdigest()
+    return hashlib.file_digest(cast(_ReadsInto, handle), "sha256").hexdigest()
 
 
 def path_sha256(path: Path) -> str:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from scopeweb.accounts.actor import Actor
 from tests.factories import make_user
 from tests.traces.conftest import import_prompt_set
 
@@ -128,7 +129,7 @@ def make_story(profile: str) -> Story:
     reviewer = make_user("rita", "reviewer")
     prompt_set = import_prompt_set(reviewer, STORY_PROMPTS, profile=profile, name="review story")
     sae = sae_register_shipped()[0]
-    run = run_start(user=reviewer, prompt_set=prompt_set, sae=sae, queue=False)
+    run = run_start(actor=Actor.command(reviewer), prompt_set=prompt_set, sae=sae, queue=False)
     run_execute(run.job_id)
     run.refresh_from_db()
     assert run.traces.count() == len(STORY_PROMPTS)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from scopeweb.accounts.actor import Actor
 from tests.browser_kit import Story, make_story, needs_chromium, orm, screenshots, sign_in, sign_out
 from tests.factories import PASSWORD, make_user
 from traces.services.saes import shipped_sae_folders
@@ -45,7 +46,7 @@ def uk_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> 
     annotation_save(
         sae=SaeRecord.objects.get(name=story.sae_name),
         index=story.feature,
-        user=None,
+        actor=Actor.command(),
         values={"label": "asks to ignore instructions", "tags": ["jailbreak"],
                 "watch_threshold": story.threshold},
     )  # fmt: skip

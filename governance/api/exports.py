@@ -24,19 +24,18 @@ from governance.serializers.exports import (
     ExportSerializer,
 )
 from governance.services.exports import (
-    ExportRefused,
-    LinkRefused,
     export_decide,
     export_download,
     export_link_issue,
     export_request,
 )
+from scopeweb.accounts.actor import Actor
 
 REFUSED = OpenApiResponse(description="Refused by the export's state or the four-eyes rule.")
 
 
 def _detail(request: Request, export: Export) -> dict[str, Any]:
-    token = export_link_issue(export, user=request.user, request=request)
+    token = export_link_issue(export, actor=Actor.of(request))
     link = (
         request.build_absolute_uri(reverse("api_export_download", args=[token])) if token else None
     )
@@ -50,7 +49,9 @@ class ExportListApi(generics.ListAPIView):  # type: ignore[type-arg]
     serializer_class = ExportSerializer
 
     def get_queryset(self) -> QuerySet[Export]:
-        return export_list(self.request.user, state=self.request.query_params.get("state", ""))
+        return export_list(
+            Actor.of(self.request).person, state=self.request.query_params.get("state", "")
+        )
 
     @extend_schema(parameters=[OpenApiParameter("state", str, enum=ExportState.values)])
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -64,9 +65,8 @@ class ExportListApi(generics.ListAPIView):  # type: ignore[type-arg]
         export = export_request(
             kind=data["kind"],
             target_id=data["target_id"],
-            user=request.user,  # type: ignore[arg-type]
+            actor=Actor.of(request),
             purpose=data["purpose"],
-            request=request,
         )
         return Response(_detail(request, export), status=status.HTTP_201_CREATED)
 
@@ -78,7 +78,7 @@ class ExportDetailApi(APIView):
 
     @extend_schema(responses=ExportDetailSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(_detail(request, export_get(request.user, pk)))
+        return Response(_detail(request, export_get(Actor.of(request).person, pk)))
 
 
 class _DecisionApi(APIView):
@@ -89,19 +89,13 @@ class _DecisionApi(APIView):
         request=ExportDecisionSerializer, responses={200: ExportSerializer, 409: REFUSED}
     )
     def post(self, request: Request, pk: int) -> Response:
-        export = export_get(request.user, pk)
+        actor = Actor.of(request)
+        export = export_get(actor.person, pk)
         body = ExportDecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            decided = export_decide(
-                export,
-                approve=self.approve,
-                note=body.validated_data["note"],
-                admin=request.user,  # type: ignore[arg-type]
-                request=request,
-            )
-        except ExportRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        decided = export_decide(
+            export, approve=self.approve, note=body.validated_data["note"], actor=actor
+        )
         return Response(ExportSerializer(decided).data)
 
 
@@ -130,11 +124,8 @@ class ExportDownloadApi(APIView):
             410: OpenApiResponse(description="The link was used or has expired."),
         }
     )
-    def get(self, request: Request, token: str) -> Response | FileResponse:
-        try:
-            found = export_download(token, user=request.user, request=request)
-        except LinkRefused as exc:
-            return Response({"detail": str(exc)}, status=exc.status)
+    def get(self, request: Request, token: str) -> FileResponse:
+        found = export_download(token, actor=Actor.of(request))  # LinkRefused: 404 or 410
         return FileResponse(
             found.handle,
             as_attachment=True,

@@ -26,7 +26,6 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,14 +33,22 @@ from governance.models import Export, ExportKind, ExportState
 from governance.services.export_build import ExportBuildError, export_build
 from reports.models import AuditCase
 from reports.selectors.cases import cases_visible_to
-from scopeweb.accounts.access import describe, user_may
+from scopeweb.accounts.access import describe
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind, JobState
-from scopeweb.jobs.services import JobError, job_create, job_progress, job_running, job_succeed
+from scopeweb.jobs.services import (
+    JobError,
+    job_create,
+    job_enqueue,
+    job_progress,
+    job_running,
+    job_succeed,
+)
 from scopeweb.refusals import Refused
 from scopeweb.retention.models import ExportPolicy
 from scopeweb.retention.services import expiry_for
-from scopeweb.storage import store
+from scopeweb.storage import delete_file, open_stored, store
 from traces.models import AnalysisRun
 
 PURPOSE_MAX = 2000
@@ -80,7 +87,7 @@ def _text(field: str, value: str, *, required: bool, limit: int) -> str:
     return value
 
 
-def _target(kind: str, target_id: Any, user: User) -> tuple[AnalysisRun | AuditCase, str]:
+def _target(kind: str, target_id: Any, actor: Actor) -> tuple[AnalysisRun | AuditCase, str]:
     if kind not in ExportKind.values:
         raise ValidationError({"kind": f"{kind!r} is not one of {', '.join(ExportKind.values)}."})
     try:
@@ -90,7 +97,7 @@ def _target(kind: str, target_id: Any, user: User) -> tuple[AnalysisRun | AuditC
     if pk <= 0 or pk > 2**62:
         raise ValidationError({"target_id": f"{pk} is not an id (1 to 2^62)."})
     if kind == ExportKind.RUN:
-        if not user_may(user, "browse_traces"):
+        if not actor.may("browse_traces"):
             raise PermissionDenied(f"Exporting a run needs {describe('browse_traces')}")
         run = AnalysisRun.objects.select_related("profile", "job", "prompt_set", "sae")
         found_run = run.filter(pk=pk).first()
@@ -102,22 +109,20 @@ def _target(kind: str, target_id: Any, user: User) -> tuple[AnalysisRun | AuditC
                  "run that finished can be exported."}
             )  # fmt: skip
         return found_run, f"Run {pk}: {found_run.prompt_set.name} × {found_run.sae.name}"
-    found_case = cases_visible_to(user).filter(pk=pk).first()
+    found_case = cases_visible_to(actor.person).filter(pk=pk).first()
     if found_case is None:
         raise ValidationError({"target_id": f"There is no case {pk} that you may read."})
     return found_case, str(found_case)
 
 
-def export_request(
-    *, kind: str, target_id: Any, user: User, purpose: str, request: Any = None
-) -> Export:
+def export_request(*, kind: str, target_id: Any, actor: Actor, purpose: str) -> Export:
     """Ask to export a run or a case (``export_data``; a run needs ``browse_traces`` too, a
     case must be one the user may read). A GDPR-review profile waits for an admin's approval;
     others are queued and built after the request commits. Raises ``ValidationError`` naming
     the field for bad input and ``PermissionDenied`` for a role that may not."""
-    if not user_may(user, "export_data"):
+    if not actor.may("export_data"):
         raise PermissionDenied(f"Exporting needs {describe('export_data')}")
-    target, name = _target(kind, target_id, user)
+    target, name = _target(kind, target_id, actor)
     purpose = _text("purpose", purpose, required=True, limit=PURPOSE_MAX)
     profile = target.profile
     review = profile.export_policy == ExportPolicy.GDPR_REVIEW
@@ -128,21 +133,19 @@ def export_request(
             target_repr=name[:300],
             profile=profile,
             state=ExportState.AWAITING_APPROVAL if review else ExportState.QUEUED,
-            requested_by=user,
+            requested_by=actor.person,
             purpose=purpose,
             expires_at=expiry_for(profile),
         )
         audit_record(
             "export.request",
-            request=request,
-            user=user,
-            via="" if request is not None else "command",
+            actor=actor,
             obj=export,
             after=_snapshot(export),
             detail={"profile": profile.code, "purpose": purpose, "target": name},
         )
         if not review:
-            _queue_build(export, user)
+            _queue_build(export, actor.user)
     return export
 
 
@@ -156,23 +159,16 @@ def _queue_build(export: Export, user: User | None) -> None:
     )
     Export.objects.filter(pk=export.pk).update(job=job)
     export.job = job
-    transaction.on_commit(lambda: _send(job.pk))
+    job_enqueue(job, "governance.tasks.export_build_task")
 
 
-def _send(job_id: uuid.UUID) -> None:
-    from governance.tasks import export_build_task
-
-    export_build_task.delay(str(job_id))
-
-
-def export_decide(
-    export: Export, *, approve: bool, note: str, admin: User, request: Any = None
-) -> Export:
+def export_decide(export: Export, *, approve: bool, note: str, actor: Actor) -> Export:
     """The GDPR review of an export awaiting approval: an admin (``approve_export``) other than
     its requester approves it (it is queued and built) or refuses it (with a note; it is never
     built). Raises ``ExportRefused`` for an export not awaiting approval or for the requester's
     own, and ``ValidationError`` for a refusal without a note."""
-    if not user_may(admin, "approve_export"):
+    admin = actor.person
+    if not actor.may("approve_export"):
         raise PermissionDenied(f"Deciding on exports needs {describe('approve_export')}")
     note = _text("note", note, required=not approve, limit=NOTE_MAX)
     with transaction.atomic():
@@ -195,9 +191,7 @@ def export_decide(
         locked.save(update_fields=["state", "decided_by", "decided_at", "decision_note"])
         audit_record(
             "export.approve" if approve else "export.refuse",
-            request=request,
-            user=admin,
-            via="" if request is not None else "command",
+            actor=actor,
             obj=locked,
             before=before,
             after=_snapshot(locked),
@@ -244,7 +238,7 @@ def export_execute(job_id: uuid.UUID | str) -> Export | None:
         try:
             built = export_build(found)
         except ExportBuildError as exc:
-            export_fail(found.pk, str(exc), user=job.created_by)
+            export_fail(found.pk, str(exc), actor=Actor.worker(job.created_by))
             raise JobError(str(exc)) from None
         with built.handle:
             job_progress(job_id, done=1, total=2, note="storing")
@@ -262,8 +256,7 @@ def export_execute(job_id: uuid.UUID | str) -> Export | None:
                 found.refresh_from_db()
                 audit_record(
                     "export.build",
-                    user=job.created_by,
-                    via="worker",
+                    actor=Actor.worker(job.created_by),
                     obj=found,
                     before={"state": ExportState.BUILDING},
                     after=_snapshot(found),
@@ -276,14 +269,14 @@ def export_execute(job_id: uuid.UUID | str) -> Export | None:
                     },
                 )
         except Exception:
-            default_storage.delete(saved)  # never leave a stored export no row vouches for
+            delete_file(saved)  # never leave a stored export no row vouches for
             raise
         job_succeed(job_id, result=_result(found), note=f"{len(built.files) + 1} files")
         return found
     return None  # failed with its reason
 
 
-def export_fail(export_id: int, reason: str, *, user: User | None = None) -> None:
+def export_fail(export_id: int, reason: str, *, actor: Actor) -> None:
     """Mark an export that was being built failed (the build's reason, or the task's last
     error), with the audit event ``export.build_failed``."""
     moved = Export.objects.filter(
@@ -292,8 +285,7 @@ def export_fail(export_id: int, reason: str, *, user: User | None = None) -> Non
     if moved:
         audit_record(
             "export.build_failed",
-            user=user,
-            via="worker",
+            actor=actor,
             object_type="export",
             object_id=export_id,
             object_repr=f"export {export_id}",
@@ -317,13 +309,13 @@ def link_hours() -> int:
     return int(getattr(settings, "SCOPEWEB_EXPORT_LINK_HOURS", 24))
 
 
-def export_link_issue(export: Export, *, user: Any, request: Any = None) -> str | None:
-    """The download token of a ready export, made now and returned this once, when ``user``
+def export_link_issue(export: Export, *, actor: Actor) -> str | None:
+    """The download token of a ready export, made now and returned this once, when the actor
     is its requester and no link was issued yet; None otherwise. Only its sha256 is kept; the
     link expires ``SCOPEWEB_EXPORT_LINK_HOURS`` (default 24) hours from now."""
     if export.state != ExportState.READY or export.link_sha256:
         return None
-    if getattr(user, "pk", None) is None or export.requested_by_id != user.pk:
+    if actor.user is None or export.requested_by_id != actor.user.pk:
         return None
     token = secrets.token_urlsafe(32)
     expires = timezone.now() + timedelta(hours=link_hours())
@@ -336,8 +328,7 @@ def export_link_issue(export: Export, *, user: Any, request: Any = None) -> str 
             return None
         audit_record(
             "export.link_issue",
-            request=request,
-            user=user,
+            actor=actor,
             obj=export,
             detail={"link_expires_at": expires.isoformat()},
         )
@@ -351,7 +342,7 @@ def _stamp(moment: datetime | None) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def export_download(token: str, *, user: Any, request: Any = None) -> Download:
+def export_download(token: str, *, actor: Actor) -> Download:
     """Use a download link once: the export's zip, opened for streaming. The export is marked
     downloaded by a conditional UPDATE, so of two racing downloads only one gets the file.
     Raises ``LinkRefused`` (404 unknown; 410 used, expired or gone)."""
@@ -368,7 +359,7 @@ def export_download(token: str, *, user: Any, request: Any = None) -> Download:
     if export.state != ExportState.READY or not export.artifact:
         raise LinkRefused(f"Export {export.pk} is {export.get_state_display().lower()}.", 410)
     try:
-        handle = default_storage.open(export.artifact, "rb")
+        handle = open_stored(export.artifact)
     except OSError as exc:
         raise LinkRefused(f"The file of export {export.pk} is gone ({exc}).", 410) from exc
     try:
@@ -378,14 +369,13 @@ def export_download(token: str, *, user: Any, request: Any = None) -> Download:
                 state=ExportState.READY,
                 downloaded_at__isnull=True,
                 link_expires_at__gt=now,
-            ).update(state=ExportState.DOWNLOADED, downloaded_at=now, downloaded_by=user)
+            ).update(state=ExportState.DOWNLOADED, downloaded_at=now, downloaded_by=actor.user)
             if not won:
                 export.refresh_from_db()
                 raise LinkRefused(f"This link was used at {_stamp(export.downloaded_at)}.", 410)
             audit_record(
                 "export.download",
-                request=request,
-                user=user,
+                actor=actor,
                 obj=export,
                 before={"state": ExportState.READY},
                 after={"state": ExportState.DOWNLOADED},

@@ -8,15 +8,13 @@ new one.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.utils import timezone
 
 from governance.models import HoldTarget, LegalHold
 from reports.models import AuditCase
-from scopeweb.accounts.access import user_may
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.refusals import Refused
 from traces.models import AnalysisRun, PromptSet
@@ -47,8 +45,8 @@ def _reason(value: str, field: str) -> str:
     return reason
 
 
-def _check_may(user: Any) -> None:
-    if not user_may(user, "manage_holds"):
+def _check_may(actor: Actor) -> None:
+    if not actor.may("manage_holds"):
         raise PermissionDenied("Placing and lifting legal holds is for admins.")
 
 
@@ -66,12 +64,10 @@ def hold_target(target_type: str, target_id: int, *, lock: bool = False) -> mode
     return found
 
 
-def hold_place(
-    *, user: Any, target_type: str, target_id: int, reason: str, request: Any = None
-) -> LegalHold:
+def hold_place(*, actor: Actor, target_type: str, target_id: int, reason: str) -> LegalHold:
     """Place a hold; refused without a reason, for a missing target, or when an active hold
     already covers that very target."""
-    _check_may(user)
+    _check_may(actor)
     reason = _reason(reason, "reason")
     with transaction.atomic():
         # The purge locks the same row before its last check: the two never interleave.
@@ -88,36 +84,32 @@ def hold_place(
             target_id=target_id,
             target_repr=str(target)[:300],
             reason=reason,
-            placed_by=user,
+            placed_by=actor.person,
         )
         audit_record(
             "hold.place",
-            request=request,
-            user=user,
-            via="command",
+            actor=actor,
             obj=hold,
             detail={"target_type": target_type, "target_id": target_id, "reason": reason},
         )
     return hold
 
 
-def hold_lift(*, user: Any, hold: LegalHold, reason: str, request: Any = None) -> LegalHold:
+def hold_lift(*, actor: Actor, hold: LegalHold, reason: str) -> LegalHold:
     """Lift an active hold; what it held may expire at the next purge."""
-    _check_may(user)
+    _check_may(actor)
     reason = _reason(reason, "lift_reason")
     with transaction.atomic():
         hold = LegalHold.objects.select_for_update().get(pk=hold.pk)
         if hold.lifted_at is not None:
             raise HoldError("lift_reason", f"Hold {hold.pk} was already lifted.")
         hold.lifted_at = timezone.now()
-        hold.lifted_by = user
+        hold.lifted_by = actor.person
         hold.lift_reason = reason
         hold.save(update_fields=["lifted_at", "lifted_by", "lift_reason"])
         audit_record(
             "hold.lift",
-            request=request,
-            user=user,
-            via="command",
+            actor=actor,
             obj=hold,
             detail={
                 "target_type": hold.target_type,

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import User
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -34,10 +32,13 @@ from governance.selectors.expiry import (
     run_candidates,
 )
 from reports.models import AuditCase, Evidence
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind
+from scopeweb.jobs.services import job_create, job_enqueue
 from scopeweb.storage import (
     delete_file,
+    exists,
     remove_empty_folder,
     storage_files,
     stored_size,
@@ -77,17 +78,15 @@ def _chunks(values: list[int], size: int = ROW_BATCH) -> Iterator[list[int]]:
 class _Pass:
     """One purge pass: who asked, the clock, and the ``PurgeRun`` it keeps up to date."""
 
-    def __init__(self, record: PurgeRun, user: User | None) -> None:
+    def __init__(self, record: PurgeRun, actor: Actor) -> None:
         self.record = record
         self.as_of = record.as_of
-        self.user = user
-        self.via = VIA.get(record.trigger, "worker")
+        self.actor = actor
 
     def audit(self, action: str, obj: Any, detail: dict[str, Any]) -> None:
         audit_record(
             action,
-            user=self.user,
-            via=self.via,
+            actor=self.actor,
             obj=obj,
             detail={"purge": self.record.pk, "as_of": self.as_of, **detail},
         )
@@ -129,7 +128,7 @@ class _Pass:
                 return None
             job = Job.objects.select_for_update().get(prompt_set=prompt_set)
             path = str(job.params["upload_path"])
-            existed = default_storage.exists(path)
+            existed = exists(path)
             size = stored_size(path) if existed else 0
             job.params = {**job.params, "original_purged_at": timezone.now().isoformat()}
             job.save(update_fields=["params"])
@@ -205,7 +204,7 @@ class _Pass:
                 return None
             job = Job.objects.filter(prompt_set=prompt_set).first()
             upload = str(job.params.get("upload_path", "")) if job is not None else ""
-            files = [upload] if upload and default_storage.exists(upload) else []
+            files = [upload] if exists(upload) else []
             size = sum(stored_size(name) for name in files)
             prompt_ids = list(prompt_set.prompts.values_list("pk", flat=True))
             for batch in _chunks(prompt_ids):
@@ -261,20 +260,21 @@ def retention_purge(
     as_of: datetime | None = None,
     dry_run: bool = False,
     trigger: str = "command",
-    user: User | None = None,
+    actor: Actor | None = None,
 ) -> PurgeRun:
     """Purge what has expired at ``as_of`` (default: now) and is not protected; returns the
-    recorded pass. ``dry_run``: count what would go and delete nothing. A failure marks the
-    pass failed (with why) and re-raises; what was purged before it stays purged."""
+    recorded pass. ``actor``: who asked (default: the worker or command of ``trigger``).
+    ``dry_run``: count what would go and delete nothing. A failure marks the pass failed (with
+    why) and re-raises; what was purged before it stays purged."""
     as_of = as_of or timezone.now()
     record = PurgeRun.objects.create(
         as_of=as_of,
         dry_run=dry_run,
         trigger=trigger,
-        triggered_by=user,
+        triggered_by=actor.user if actor is not None else None,
         counts=dict.fromkeys(COUNT_KEYS, 0),
     )
-    purge = _Pass(record, user)
+    purge = _Pass(record, actor or Actor(user=None, via=VIA.get(trigger, "worker")))
     try:
         if dry_run:
             preview = purge_preview(as_of, sizes=True)
@@ -345,18 +345,12 @@ def purge_preview(as_of: datetime | None = None, *, sizes: bool = False) -> list
     return items
 
 
-def purge_request(*, user: User, request: Any = None) -> Job:
+def purge_request(*, actor: Actor) -> Job:
     """Queue a purge now (the admin page's button): a job on the default queue, audited."""
     with transaction.atomic():
-        job = Job.objects.create(
-            kind=JobKind.PURGE, title="Retention purge (on demand)", created_by=user, params={}
+        job = job_create(
+            kind=JobKind.PURGE, title="Retention purge (on demand)", created_by=actor.user
         )
-        audit_record("retention.purge_request", request=request, user=user, via="web", obj=job)
-        transaction.on_commit(lambda: _queue_purge(str(job.pk)))
+        audit_record("retention.purge_request", actor=actor, obj=job)
+        job_enqueue(job, "governance.tasks.retention_purge_job_task")
     return job
-
-
-def _queue_purge(job_id: str) -> None:
-    from governance.tasks import retention_purge_job_task
-
-    retention_purge_job_task.delay(job_id)

@@ -16,6 +16,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from governance.models import Export
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.retention.models import RetentionProfile
 from traces.models import AnalysisRun, PromptSet
@@ -57,9 +58,7 @@ def reapply_preview(profile: RetentionProfile) -> ReapplyPreview:
     return ReapplyPreview(profile.retention_days, moves, expired)
 
 
-def retention_reapply(
-    *, profile: RetentionProfile, user: Any, request: Any = None
-) -> ReapplyPreview:
+def retention_reapply(*, profile: RetentionProfile, actor: Actor) -> ReapplyPreview:
     """Recompute the expiry of every item of ``profile`` from its creation and the profile's
     retention now; audited "retention.reapply" with the counts moved."""
     with transaction.atomic():
@@ -70,9 +69,7 @@ def retention_reapply(
             queryset.update(expires_at=new_expiry)
         audit_record(
             "retention.reapply",
-            request=request,
-            user=user,
-            via="command",
+            actor=actor,
             obj=profile,
             object_id=profile.code,
             detail={

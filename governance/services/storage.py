@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance.selectors.storage import StorageReport, storage_report
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from scopeweb.audit.services import audit_record
 
@@ -36,7 +37,7 @@ def storage_cost_check(report: StorageReport | None = None) -> StorageReport:
             return report
         audit_record(
             ALERT_ACTION,
-            via="worker",
+            actor=Actor.worker(),
             object_type="storage",
             object_id="all",
             object_repr="artifact storage",

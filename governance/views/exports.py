@@ -22,14 +22,16 @@ from governance.services.exports import (
     export_request,
 )
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 
 
 @access("export_data")
 def export_list_view(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "")
+    user = Actor.of(request).person
     context = {
-        "exports": export_list(request.user, state=state)[:200],
-        "awaiting": awaiting_decision_by(request.user),
+        "exports": export_list(user, state=state)[:200],
+        "awaiting": awaiting_decision_by(user),
         "states": ExportState.choices,
         "state": state,
     }
@@ -46,9 +48,8 @@ def export_create_view(request: HttpRequest) -> HttpResponse:
                 export = export_request(
                     kind=data["kind"],
                     target_id=data["target_id"],
-                    user=request.user,  # type: ignore[arg-type]
+                    actor=Actor.of(request),
                     purpose=data["purpose"],
-                    request=request,
                 )
             except ValidationError as exc:
                 form.add_error(None, exc)
@@ -68,8 +69,9 @@ def export_create_view(request: HttpRequest) -> HttpResponse:
 
 @access("export_data")
 def export_detail_view(request: HttpRequest, export_id: int) -> HttpResponse:
-    export = export_get(request.user, export_id)
-    token = export_link_issue(export, user=request.user, request=request)
+    actor = Actor.of(request)
+    export = export_get(actor.person, export_id)
+    token = export_link_issue(export, actor=actor)
     context = {
         "export": export,
         "link": request.build_absolute_uri(reverse("export_download", args=[token]))
@@ -77,7 +79,7 @@ def export_detail_view(request: HttpRequest, export_id: int) -> HttpResponse:
         else "",
         "decision_form": ExportDecisionForm()
         if export.state == ExportState.AWAITING_APPROVAL
-        and export in awaiting_decision_by(request.user)
+        and export in awaiting_decision_by(actor.person)
         else None,
         "report": export.redaction_report or {},
     }
@@ -89,7 +91,8 @@ def export_detail_view(request: HttpRequest, export_id: int) -> HttpResponse:
 @access("approve_export")
 @require_POST
 def export_decide_view(request: HttpRequest, export_id: int) -> HttpResponse:
-    export = export_get(request.user, export_id)
+    actor = Actor.of(request)
+    export = export_get(actor.person, export_id)
     form = ExportDecisionForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Not decided: {form.errors.as_text()}")
@@ -100,8 +103,7 @@ def export_decide_view(request: HttpRequest, export_id: int) -> HttpResponse:
             export,
             approve=approve,
             note=form.cleaned_data["note"],
-            admin=request.user,  # type: ignore[arg-type]
-            request=request,
+            actor=actor,
         )
     except (ExportRefused, ValidationError) as exc:
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
@@ -118,7 +120,7 @@ def export_download_view(request: HttpRequest, token: str) -> HttpResponseBase:
     """The single-use link: anyone with a role holding it (the requester passes it on; the
     audit log records who used it). Used, late and unknown links are refused."""
     try:
-        found = export_download(token, user=request.user, request=request)
+        found = export_download(token, actor=Actor.of(request))
     except LinkRefused as exc:
         return render(
             request,

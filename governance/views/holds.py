@@ -11,6 +11,7 @@ from governance.models import LegalHold
 from governance.selectors.expiry import active_holds
 from governance.services.holds import HoldError, hold_lift, hold_place
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 
 
 @access("manage_holds")
@@ -31,11 +32,10 @@ def hold_place_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             hold = hold_place(
-                user=request.user,
+                actor=Actor.of(request),
                 target_type=form.cleaned_data["target_type"],
                 target_id=form.cleaned_data["target_id"],
                 reason=form.cleaned_data["reason"],
-                request=request,
             )
         except HoldError as exc:
             form.add_error(exc.field, exc.message)
@@ -52,10 +52,9 @@ def hold_lift_view(request: HttpRequest, hold_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             hold_lift(
-                user=request.user,
+                actor=Actor.of(request),
                 hold=hold,
                 reason=form.cleaned_data["lift_reason"],
-                request=request,
             )
         except HoldError as exc:
             form.add_error(exc.field, exc.message)

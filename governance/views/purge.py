@@ -14,6 +14,7 @@ from governance.models import PurgeRun
 from governance.selectors.expiry import active_holds, upcoming_expiries
 from governance.services.purge import purge_preview, purge_request
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 
 
 @access("manage_retention")
@@ -33,7 +34,7 @@ def expiries(request: HttpRequest) -> HttpResponse:
 @access("purge")
 @require_POST
 def purge_now(request: HttpRequest) -> HttpResponse:
-    job = purge_request(user=request.user, request=request)  # type: ignore[arg-type]
+    job = purge_request(actor=Actor.of(request))  # type: ignore[arg-type]
     messages.success(request, "Purge queued; it is listed under purge history once it ran.")
     return redirect("job_detail", job_id=job.pk)
 

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from governance.services.reapply import reapply_preview, retention_reapply
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 from scopeweb.retention.models import RetentionProfile
 
 
@@ -15,7 +16,7 @@ from scopeweb.retention.models import RetentionProfile
 def reapply(request: HttpRequest, code: str) -> HttpResponse:
     profile = get_object_or_404(RetentionProfile, code=code)
     if request.method == "POST":
-        done = retention_reapply(profile=profile, user=request.user, request=request)
+        done = retention_reapply(profile=profile, actor=Actor.of(request))
         messages.success(
             request,
             f"{profile.code}: re-applied {profile.retention_days} days to {done.total} items "

@@ -1,11 +1,11 @@
 """Audit cases over the API. Reading needs ``read_signed_case`` (auditors see signed-off cases
 only, 404 for the rest); writing needs ``work_case``; signing ``sign_off_case``. An edit the
 case's state refuses (read-only after sign-off or close, an illegal transition, a refused
-sign-off) answers 409 with the reason; bad input answers 400 naming the field."""
+sign-off) raises ``CaseRefused``, which the API's exception handler answers with 409 and the
+reason; bad input answers 400 naming the field."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -33,7 +33,6 @@ from reports.serializers.cases import (
     TransitionSerializer,
 )
 from reports.services.cases import (
-    CaseRefused,
     case_next_states,
     case_open,
     case_transition,
@@ -43,7 +42,8 @@ from reports.services.cases import (
 )
 from reports.services.evidence import evidence_add, evidence_remove
 from reports.services.sign_off import case_sign_off
-from scopeweb.accounts.access import describe, user_may
+from scopeweb.accounts.access import describe
+from scopeweb.accounts.actor import Actor
 
 REFUSED = OpenApiResponse(description="Refused by the case's state or the sign-off rules.")
 
@@ -55,23 +55,15 @@ class WriteRuleMixin:
 
     def check_permissions(self, request: Request) -> None:
         super().check_permissions(request)  # type: ignore[misc]
-        if request.method not in SAFE_METHODS and not user_may(request.user, self.write_rule):
+        if request.method not in SAFE_METHODS and not Actor.of(request).may(self.write_rule):
             self.permission_denied(  # type: ignore[attr-defined]
                 request, message=f"Your role may not change cases: {describe(self.write_rule)}"
             )
 
 
-def _refusable(action: Callable[[], Any]) -> Any:
-    """The service's result, or a 409 response naming why the case refused."""
-    try:
-        return action()
-    except CaseRefused as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-
-
 def _detail(request: Request, case: AuditCase) -> dict[str, Any]:
     case = AuditCase.objects.select_related("profile", "opened_by").get(pk=case.pk)
-    can_work = user_may(request.user, "work_case")
+    can_work = Actor.of(request).may("work_case")
     shown = {item.evidence.pk: item.text for item in case_evidence(case, redact=not can_work)}
     context = {
         "request": request,
@@ -90,7 +82,7 @@ class CaseListApi(WriteRuleMixin, generics.ListAPIView):  # type: ignore[type-ar
     def get_queryset(self) -> QuerySet[AuditCase]:
         params = self.request.query_params
         return case_list(
-            self.request.user,
+            Actor.of(self.request).person,
             state=params.get("state", "") if params.get("state") in CaseState.values else "",
             severity=params.get("severity", "")
             if params.get("severity") in Severity.values
@@ -114,14 +106,13 @@ class CaseListApi(WriteRuleMixin, generics.ListAPIView):  # type: ignore[type-ar
         body.is_valid(raise_exception=True)
         data = body.validated_data
         case = case_open(
-            user=request.user,  # type: ignore[arg-type]
+            actor=Actor.of(request),
             title=data["title"],
             description=data.get("description", ""),
             severity=data["severity"],
             profile=data["profile"],
             assignees=data.get("assignees", []),
             summary=data.get("summary", ""),
-            request=request,
         )
         return Response(_detail(request, case), status=status.HTTP_201_CREATED)
 
@@ -134,29 +125,28 @@ class CaseDetailApi(WriteRuleMixin, APIView):
 
     @extend_schema(responses=CaseDetailSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        case = case_get(request.user, pk)
-        case_viewed(case=case, request=request)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
+        case_viewed(case=case, actor=actor)
         return Response(_detail(request, case))
 
     @extend_schema(
         request=CaseUpdateSerializer, responses={200: CaseDetailSerializer, 409: REFUSED}
     )
     def patch(self, request: Request, pk: int) -> Response:
-        case = case_get(request.user, pk)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
         body = CaseUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         fields = dict(body.validated_data)
         assignees = fields.pop("assignees", None)
-        done = _refusable(
-            lambda: case_update(
-                case=case,
-                user=request.user,  # type: ignore[arg-type]
-                assignees=assignees,
-                request=request,
-                **fields,
-            )
+        case = case_update(
+            case=case,
+            actor=actor,
+            assignees=assignees,
+            **fields,
         )
-        return done if isinstance(done, Response) else Response(_detail(request, done))
+        return Response(_detail(request, case))
 
 
 class CaseTransitionApi(APIView):
@@ -170,19 +160,17 @@ class CaseTransitionApi(APIView):
         request=TransitionSerializer, responses={200: CaseDetailSerializer, 409: REFUSED}
     )
     def post(self, request: Request, pk: int) -> Response:
-        case = case_get(request.user, pk)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
         body = TransitionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        done = _refusable(
-            lambda: case_transition(
-                case=case,
-                user=request.user,  # type: ignore[arg-type]
-                to=body.validated_data["to"],
-                reason=body.validated_data.get("reason", ""),
-                request=request,
-            )
+        case = case_transition(
+            case=case,
+            actor=actor,
+            to=body.validated_data["to"],
+            reason=body.validated_data.get("reason", ""),
         )
-        return done if isinstance(done, Response) else Response(_detail(request, done))
+        return Response(_detail(request, case))
 
 
 class CaseEvidenceApi(APIView):
@@ -195,26 +183,22 @@ class CaseEvidenceApi(APIView):
         request=EvidenceCreateSerializer, responses={201: EvidenceSerializer, 409: REFUSED}
     )
     def post(self, request: Request, pk: int) -> Response:
-        case = case_get(request.user, pk)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
         body = EvidenceCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        done = _refusable(
-            lambda: evidence_add(
-                case=case,
-                user=request.user,  # type: ignore[arg-type]
-                trace=data["trace"],
-                token_start=data["token_start"],
-                token_end=data["token_end"],
-                features=data["features"],
-                note=data.get("note", ""),
-                added_from="api",
-                request=request,
-            )
+        evidence = evidence_add(
+            case=case,
+            actor=actor,
+            trace=data["trace"],
+            token_start=data["token_start"],
+            token_end=data["token_end"],
+            features=data["features"],
+            note=data.get("note", ""),
+            added_from="api",
         )
-        if isinstance(done, Response):
-            return done
-        return Response(EvidenceSerializer(done).data, status=status.HTTP_201_CREATED)
+        return Response(EvidenceSerializer(evidence).data, status=status.HTTP_201_CREATED)
 
 
 class CaseEvidenceItemApi(APIView):
@@ -224,17 +208,15 @@ class CaseEvidenceItemApi(APIView):
 
     @extend_schema(responses={204: None, 409: REFUSED})
     def delete(self, request: Request, pk: int, evidence_id: int) -> Response:
-        case = case_get(request.user, pk)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
         evidence = get_object_or_404(case.evidence, pk=evidence_id)
-        done = _refusable(
-            lambda: evidence_remove(
-                case=case,
-                user=request.user,  # type: ignore[arg-type]
-                evidence=evidence,
-                request=request,
-            )
+        evidence_remove(
+            case=case,
+            actor=actor,
+            evidence=evidence,
         )
-        return done if isinstance(done, Response) else Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class CaseCommentApi(WriteRuleMixin, APIView):
@@ -244,27 +226,24 @@ class CaseCommentApi(WriteRuleMixin, APIView):
 
     @extend_schema(responses=CommentSerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:
-        case = case_get(request.user, pk)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
         return Response(CommentSerializer(case.comments.select_related("author"), many=True).data)
 
     @extend_schema(
         request=CommentCreateSerializer, responses={201: CommentSerializer, 409: REFUSED}
     )
     def post(self, request: Request, pk: int) -> Response:
-        case = case_get(request.user, pk)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
         body = CommentCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        done = _refusable(
-            lambda: comment_add(
-                case=case,
-                user=request.user,  # type: ignore[arg-type]
-                body=body.validated_data["body"],
-                request=request,
-            )
+        comment = comment_add(
+            case=case,
+            actor=actor,
+            body=body.validated_data["body"],
         )
-        if isinstance(done, Response):
-            return done
-        return Response(CommentSerializer(done).data, status=status.HTTP_201_CREATED)
+        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
 
 
 class CaseSignOffApi(APIView):
@@ -278,18 +257,14 @@ class CaseSignOffApi(APIView):
         request=SignOffCreateSerializer, responses={201: SignOffSerializer, 409: REFUSED}
     )
     def post(self, request: Request, pk: int) -> Response:
-        case = case_get(request.user, pk)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
         body = SignOffCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        done = _refusable(
-            lambda: case_sign_off(
-                case=case,
-                signer=request.user,  # type: ignore[arg-type]
-                statement=body.validated_data["statement"],
-                request=request,
-            )
+        sign_off = case_sign_off(
+            case=case,
+            actor=actor,
+            statement=body.validated_data["statement"],
         )
-        if isinstance(done, Response):
-            return done
-        data = SignOffSerializer(done).data | {"case_state": AuditCase.objects.get(pk=pk).state}
+        data = SignOffSerializer(sign_off).data | {"case_state": AuditCase.objects.get(pk=pk).state}
         return Response(data, status=status.HTTP_201_CREATED)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import FileResponse, Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,8 +13,8 @@ from rest_framework.views import APIView
 
 from reports.forms.reports import read_pdf_upload
 from reports.models import CaseReport
-from reports.pdf.verify import VerifyResult
 from reports.selectors.cases import case_get
+from reports.serializers.reports import CaseReportSerializer, VerifyUploadSerializer, verify_payload
 from reports.services.reports import (
     ReportError,
     report_download,
@@ -24,50 +22,7 @@ from reports.services.reports import (
     report_verify_recorded,
 )
 from reports.views.reports import pdf_response
-
-
-class CaseReportSerializer(serializers.ModelSerializer[CaseReport]):
-    class Meta:
-        model = CaseReport
-        fields = [
-            "case",
-            "sha256",
-            "size_bytes",
-            "pages",
-            "signer_subject",
-            "self_signed",
-            "timestamped",
-            "generated_at",
-            "generation_seconds",
-        ]
-
-
-class VerifyUploadSerializer(serializers.Serializer[Any]):
-    file = serializers.FileField(allow_empty_file=True)
-
-
-def verify_payload(result: VerifyResult) -> dict[str, Any]:
-    return {
-        "verdict": result.verdict,
-        "problem": result.problem,
-        "sha256": result.sha256,
-        "size_bytes": result.size_bytes,
-        "signed": result.signed,
-        "intact": result.intact,
-        "valid": result.valid,
-        "whole_file": result.whole_file,
-        "trusted": result.trusted,
-        "self_signed": result.self_signed,
-        "deployment_key": result.deployment_key,
-        "signer_subject": result.signer_subject,
-        "signing_time": result.signing_time,
-        "timestamp": result.timestamp,
-        "timestamp_valid": result.timestamp_valid,
-        "timestamp_authority": result.timestamp_authority,
-        "issued_here": result.issued_here,
-        "case": result.report.case_id if result.report is not None else None,
-        "notes": result.notes,
-    }
+from scopeweb.accounts.actor import Actor
 
 
 class CaseReportApi(APIView):
@@ -77,7 +32,7 @@ class CaseReportApi(APIView):
 
     @extend_schema(responses={200: CaseReportSerializer, 404: OpenApiResponse()})
     def get(self, request: Request, pk: int) -> Response:
-        case = case_get(request.user, pk)
+        case = case_get(Actor.of(request).person, pk)
         report = CaseReport.objects.filter(case=case).first()
         if report is None:
             job = report_job(case)
@@ -102,9 +57,10 @@ class CaseReportPdfApi(APIView):
 
     @extend_schema(responses={(200, "application/pdf"): OpenApiResponse(description="The PDF")})
     def get(self, request: Request, pk: int) -> FileResponse:
-        case = case_get(request.user, pk)
+        actor = Actor.of(request)
+        case = case_get(actor.person, pk)
         try:
-            found = report_download(case=case, request=request)
+            found = report_download(case=case, actor=actor)
         except ReportError as exc:
             raise Http404(str(exc)) from exc
         if found is None:
@@ -128,5 +84,5 @@ class ReportVerifyApi(APIView):
         except DjangoValidationError as exc:
             return Response({"file": exc.messages}, status=status.HTTP_400_BAD_REQUEST)
         assert upload is not None
-        result = report_verify_recorded(data, filename=upload.name or "", request=request)
+        result = report_verify_recorded(data, filename=upload.name or "", actor=Actor.of(request))
         return Response(verify_payload(result))

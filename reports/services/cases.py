@@ -26,11 +26,11 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from reports.models import AuditCase, CaseComment, CaseState, Severity
 from scopeweb.accounts.access import user_may
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.refusals import Refused
 from scopeweb.retention.models import RetentionProfile
@@ -53,35 +53,29 @@ STATE_NAMES: dict[str, str] = {
 UPDATABLE = ("title", "description", "severity", "summary")
 TITLE_MAX = 200
 TEXT_MAX = 20_000
-Actor = HttpRequest | Any | None
 
 
 class CaseRefused(Refused):
     """The case's state or the sign-off rules refuse the action; the message says why."""
 
 
-def _name(state: str) -> str:
+def state_name(state: str) -> str:
     return STATE_NAMES.get(state, state)
 
 
-def _audit(action: str, case: AuditCase, request: Actor, user: User | None, **kwargs: Any) -> None:
-    if request is not None:
-        audit_record(action, request=request, obj=case, **kwargs)
-    else:
-        audit_record(action, user=user, via="command", obj=case, **kwargs)
-
-
-def _writable(case: AuditCase, doing: str) -> None:
+def refuse_if_read_only(case: AuditCase, doing: str) -> None:
     if case.read_only:
-        raise CaseRefused(f"Case {case.pk} is {_name(case.state)} and read-only: cannot {doing}.")
+        raise CaseRefused(
+            f"Case {case.pk} is {state_name(case.state)} and read-only: cannot {doing}."
+        )
 
 
-def _locked(case: AuditCase) -> AuditCase:
+def case_locked(case: AuditCase) -> AuditCase:
     """The case's row, locked for this transaction, so two edits never race past a check."""
     return AuditCase.objects.select_for_update().select_related("profile").get(pk=case.pk)
 
 
-def _text(field: str, value: str, *, required: bool = False, limit: int = TEXT_MAX) -> str:
+def clean_text(field: str, value: str, *, required: bool = False, limit: int = TEXT_MAX) -> str:
     value = (value or "").strip()
     if required and not value:
         raise ValidationError({field: f"The {field} must not be empty."})
@@ -120,37 +114,37 @@ def _snapshot(case: AuditCase) -> dict[str, Any]:
 
 def case_open(
     *,
-    user: User,
+    actor: Actor,
     title: str,
     profile: RetentionProfile,
     description: str = "",
     severity: str = Severity.MEDIUM,
     assignees: Iterable[User] = (),
     summary: str = "",
-    request: Actor = None,
 ) -> AuditCase:
-    """Open a case (state ``open``) with ``user`` as its opener."""
-    title = _text("title", title, required=True, limit=TITLE_MAX)
+    """Open a case (state ``open``) with the actor as its opener."""
+    title = clean_text("title", title, required=True, limit=TITLE_MAX)
     people = _assignees(assignees)
     with transaction.atomic():
         case = AuditCase.objects.create(
             title=title,
-            description=_text("description", description),
+            description=clean_text("description", description),
             severity=_severity(severity),
             profile=profile,
-            summary=_text("summary", summary),
-            opened_by=user,
+            summary=clean_text("summary", summary),
+            opened_by=actor.person,
         )
         case.assignees.set(people)
-        _audit("case.open", case, request, user, after=_snapshot(case) | {"profile": profile.code})
+        audit_record(
+            "case.open", actor=actor, obj=case, after=_snapshot(case) | {"profile": profile.code}
+        )
     return case
 
 
 def case_update(
     *,
     case: AuditCase,
-    user: User,
-    request: Actor = None,
+    actor: Actor,
     assignees: Iterable[User] | None = None,
     **fields: str,
 ) -> AuditCase:
@@ -160,16 +154,16 @@ def case_update(
     if unknown:
         raise ValidationError({"detail": f"Cannot change {', '.join(sorted(unknown))}."})
     with transaction.atomic():
-        case = _locked(case)
-        _writable(case, "change it")
+        case = case_locked(case)
+        refuse_if_read_only(case, "change it")
         before = _snapshot(case)
         for field, value in fields.items():
             if field == "severity":
                 case.severity = _severity(value)
             elif field == "title":
-                case.title = _text("title", value, required=True, limit=TITLE_MAX)
+                case.title = clean_text("title", value, required=True, limit=TITLE_MAX)
             else:
-                setattr(case, field, _text(field, value))
+                setattr(case, field, clean_text(field, value))
         if case.state == S.AWAITING_SIGN_OFF and not case.summary:
             raise ValidationError(
                 {"summary": "A case awaiting sign-off keeps its executive summary."}
@@ -180,11 +174,10 @@ def case_update(
         after = _snapshot(case)
         changed = [k for k in after if after[k] != before[k]]
         if changed:
-            _audit(
+            audit_record(
                 "case.update",
-                case,
-                request,
-                user,
+                actor=actor,
+                obj=case,
                 before={k: before[k] for k in changed},
                 after={k: after[k] for k in changed},
             )
@@ -194,7 +187,7 @@ def case_update(
 def transition_refusal(case: AuditCase, to: str) -> str | None:
     """Why ``case`` cannot move to state ``to`` now, or None when it can (a closing reason and
     the summary are checked by ``case_transition``)."""
-    here, there = _name(case.state), _name(to)
+    here, there = state_name(case.state), state_name(to)
     if to not in S.values:
         return f"{to!r} is not a case state; one of {', '.join(S.values)}."
     if to in TRANSITIONS[case.state]:
@@ -216,23 +209,21 @@ def case_next_states(case: AuditCase) -> list[str]:
     return [state for state in S.values if state in TRANSITIONS[case.state]]
 
 
-def case_transition(
-    *, case: AuditCase, user: User, to: str, reason: str = "", request: Actor = None
-) -> AuditCase:
+def case_transition(*, case: AuditCase, actor: Actor, to: str, reason: str = "") -> AuditCase:
     """Move ``case`` to state ``to``. See the module docstring for the transitions; closing
     needs a reason and sets ``closed_at`` and ``hold_until``; awaiting sign-off needs the
     executive summary; going back to in review withdraws the sign-offs given so far."""
     with transaction.atomic():
-        case = _locked(case)
+        case = case_locked(case)
         refusal = transition_refusal(case, to)
         if refusal:
             raise CaseRefused(refusal)
-        reason = _text("reason", reason)
+        reason = clean_text("reason", reason)
         if to == S.CLOSED and not reason:
             raise ValidationError({"reason": "Closing a case without sign-off needs a reason."})
         if to == S.AWAITING_SIGN_OFF and not case.summary.strip():
             raise CaseRefused(
-                f"Cannot go from {_name(case.state)} to {_name(to)}: "
+                f"Cannot go from {state_name(case.state)} to {state_name(to)}: "
                 "write the executive summary first."
             )
         before = case.state
@@ -249,11 +240,10 @@ def case_transition(
             case.close_reason = reason
             case.hold_until = now + timedelta(days=case.profile.audit_extension_days)
         case.save()
-        _audit(
+        audit_record(
             "case.transition",
-            case,
-            request,
-            user,
+            actor=actor,
+            obj=case,
             before={"state": before},
             after={"state": to},
             detail=detail,
@@ -261,17 +251,19 @@ def case_transition(
     return case
 
 
-def comment_add(*, case: AuditCase, user: User, body: str, request: Actor = None) -> CaseComment:
+def comment_add(*, case: AuditCase, actor: Actor, body: str) -> CaseComment:
     """Comment on a case that is not read-only."""
-    body = _text("body", body, required=True)
+    body = clean_text("body", body, required=True)
     with transaction.atomic():
-        case = _locked(case)
-        _writable(case, "comment on it")
-        comment = CaseComment.objects.create(case=case, author=user, body=body)
-        _audit("case.comment", case, request, user, after={"comment": comment.pk, "body": body})
+        case = case_locked(case)
+        refuse_if_read_only(case, "comment on it")
+        comment = CaseComment.objects.create(case=case, author=actor.person, body=body)
+        audit_record(
+            "case.comment", actor=actor, obj=case, after={"comment": comment.pk, "body": body}
+        )
     return comment
 
 
-def case_viewed(*, case: AuditCase, request: Actor, user: User | None = None) -> None:
+def case_viewed(*, case: AuditCase, actor: Actor) -> None:
     """Record that someone read the case (page or API)."""
-    _audit("case.view", case, request, user)
+    audit_record("case.view", actor=actor, obj=case)

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from reports.models import AuditCase, Evidence
-from reports.services.cases import Actor, _audit, _locked, _text, _writable
+from reports.services.cases import case_locked, clean_text, refuse_if_read_only
+from scopeweb.accounts.actor import Actor
+from scopeweb.audit.services import audit_record
 from scopeweb.storage import bytes_sha256, stored_digest
 from traces.bundle.format import CHUNK_PARTS, chunk_name
 from traces.bundle.manifest import ManifestError, ManifestMissing, manifest_load
@@ -93,19 +94,18 @@ def _range_text(trace: Trace, start: int, end: int) -> str:
 def evidence_add(
     *,
     case: AuditCase,
-    user: User,
+    actor: Actor,
     trace: Trace,
     token_start: int,
     token_end: int,
     features: Iterable[int] = (),
     note: str = "",
     added_from: str = "case",
-    request: Actor = None,
 ) -> Evidence:
     """Cite tokens ``[token_start, token_end)`` of ``trace`` (positions as in the trace view,
     BOS at 0) and the features that matter there, with a note. Pins the sha256 of the run's
     manifest, the trace's chunk files and the range's text (see ``evidence_pins``)."""
-    _writable(AuditCase.objects.get(pk=case.pk), "add evidence")  # before the slow checks
+    refuse_if_read_only(AuditCase.objects.get(pk=case.pk), "add evidence")  # before the slow checks
     trace = Trace.objects.select_related("run__sae", "run__profile").get(pk=trace.pk)
     if not 0 <= token_start < token_end:
         raise ValidationError(
@@ -122,15 +122,15 @@ def evidence_add(
             {"token_end": f"{token_end - token_start} tokens; at most {EVIDENCE_TOKENS_MAX}."}
         )
     chosen = _parse_features(features, trace.run.sae.width)
-    note = _text("note", note)
+    note = clean_text("note", note)
     if added_from not in ("case", "trace", "triage", "api"):
         raise ValueError(f"unknown evidence origin {added_from!r}")
     pins = evidence_pins(trace)
     text = _range_text(trace, token_start, token_end)
     pins["token text"] = bytes_sha256(text.encode())
     with transaction.atomic():
-        case = _locked(case)
-        _writable(case, "add evidence")
+        case = case_locked(case)
+        refuse_if_read_only(case, "add evidence")
         evidence = Evidence.objects.create(
             case=case,
             trace=trace,
@@ -138,17 +138,16 @@ def evidence_add(
             token_end=token_end,
             features=chosen,
             note=note,
-            added_by=user,
+            added_by=actor.person,
             added_from=added_from,
             pins=pins,
             token_text=text,
         )
         AuditCase.objects.filter(pk=case.pk).update(updated_at=timezone.now())
-        _audit(
+        audit_record(
             "case.evidence_add",
-            case,
-            request,
-            user,
+            actor=actor,
+            obj=case,
             after={
                 "evidence": evidence.pk,
                 "trace": trace.pk,
@@ -160,15 +159,13 @@ def evidence_add(
     return evidence
 
 
-def evidence_remove(
-    *, case: AuditCase, user: User, evidence: Evidence, request: Actor = None
-) -> None:
+def evidence_remove(*, case: AuditCase, actor: Actor, evidence: Evidence) -> None:
     """Take a piece of evidence off a case that is not read-only."""
     if evidence.case_id != case.pk:
         raise ValidationError({"evidence": f"Evidence {evidence.pk} is not on case {case.pk}."})
     with transaction.atomic():
-        case = _locked(case)
-        _writable(case, "remove evidence")
+        case = case_locked(case)
+        refuse_if_read_only(case, "remove evidence")
         before = {
             "evidence": evidence.pk,
             "trace": evidence.trace_id,
@@ -178,4 +175,4 @@ def evidence_remove(
         }
         evidence.delete()
         AuditCase.objects.filter(pk=case.pk).update(updated_at=timezone.now())
-        _audit("case.evidence_remove", case, request, user, before=before)
+        audit_record("case.evidence_remove", actor=actor, obj=case, before=before)

@@ -8,25 +8,31 @@ job fails with the reason, so no unsigned report is ever issued.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import User
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from reports.models import AuditCase, CaseReport, CaseState
 from reports.pdf.signing import SigningError, sign_pdf, signing_key_load, signing_timestamps
 from reports.pdf.verify import VerifyResult, report_verify
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind
-from scopeweb.jobs.services import JobError, job_create, job_progress, job_running, job_succeed
-from scopeweb.storage import store
+from scopeweb.jobs.services import (
+    JobError,
+    job_create,
+    job_enqueue,
+    job_progress,
+    job_running,
+    job_succeed,
+)
+from scopeweb.refusals import Refused
+from scopeweb.storage import bytes_sha256, delete_file, read_bytes, store
 
 
-class ReportError(Exception):
+class ReportError(Refused):
     """A report cannot be made for this case; the message says why."""
 
 
@@ -43,7 +49,7 @@ def report_job(case: AuditCase) -> Job | None:
     )
 
 
-def report_queue(*, case: AuditCase, user: User | None) -> Job:
+def report_queue(*, case: AuditCase, actor: Actor) -> Job:
     """Queue the generation of ``case``'s signed report (after the surrounding transaction
     commits) and return its job. A job already queued or running for the case is returned
     instead of a second one. Raises ``ReportError`` when the case is not signed off or already
@@ -62,17 +68,11 @@ def report_queue(*, case: AuditCase, user: User | None) -> Job:
         job = job_create(
             kind=JobKind.CASE_REPORT,
             title=f"Signed report of case {case.pk}: {case.title}"[:200],
-            created_by=user,
+            created_by=actor.user,
             params={"case_id": case.pk},
         )
-        transaction.on_commit(lambda: _queue(job.pk))
+        job_enqueue(job, "reports.tasks.case_report_task")
     return job
-
-
-def _queue(job_id: uuid.UUID) -> None:
-    from reports.tasks import case_report_task
-
-    case_report_task.delay(str(job_id))
 
 
 def report_execute(job_id: uuid.UUID | str) -> CaseReport | None:
@@ -90,7 +90,7 @@ def report_execute(job_id: uuid.UUID | str) -> CaseReport | None:
             job_succeed(job_id, result=_result(existing), note="already generated")
             return existing
         try:
-            report = report_generate(case, job=job, user=job.created_by)
+            report = report_generate(case, job=job, actor=Actor.worker(job.created_by))
         except (ReportError, SigningError) as exc:
             raise JobError(str(exc)) from None
         job_succeed(
@@ -114,9 +114,7 @@ def _result(report: CaseReport) -> dict[str, Any]:
     }
 
 
-def report_generate(
-    case: AuditCase, *, job: Job | None = None, user: User | None = None
-) -> CaseReport:
+def report_generate(case: AuditCase, *, actor: Actor, job: Job | None = None) -> CaseReport:
     """Render ``case``'s report to PDF, sign it with the deployment's key, store it and record
     it (with the audit event ``report.generate``). Raises ``ReportError`` for a case that is not
     signed off or already has a report, and ``SigningError`` when signing fails (then nothing
@@ -158,7 +156,7 @@ def report_generate(
         key=key,
     )
     progress("storing", 3)
-    sha256 = hashlib.sha256(signed.data).hexdigest()
+    sha256 = bytes_sha256(signed.data)
     name = report_artifact_name(case, sha256)
     store(name, signed.data)
     try:
@@ -177,8 +175,7 @@ def report_generate(
             )
             audit_record(
                 "report.generate",
-                user=user,
-                via="worker" if job is not None else "command",
+                actor=actor,
                 obj=case,
                 after={"sha256": sha256, "pages": rendered.pages, "size_bytes": len(signed.data)},
                 detail={
@@ -191,19 +188,17 @@ def report_generate(
                 },
             )
     except Exception:
-        default_storage.delete(name)  # never leave a stored report that no row vouches for
+        delete_file(name)  # never leave a stored report that no row vouches for
         raise
     return report
 
 
 def report_bytes(report: CaseReport) -> bytes:
     """The stored signed PDF. Raises ``OSError`` when the file is gone."""
-    with default_storage.open(report.artifact, "rb") as handle:
-        data: bytes = handle.read()
-    return data
+    return read_bytes(report.artifact)
 
 
-def report_download(*, case: AuditCase, request: Any) -> tuple[CaseReport, bytes] | None:
+def report_download(*, case: AuditCase, actor: Actor) -> tuple[CaseReport, bytes] | None:
     """The case's signed report and its bytes (audit event ``report.download``), or None when
     it has none. Raises ``ReportError`` when the stored file is gone or no longer matches."""
     report = CaseReport.objects.filter(case=case).first()
@@ -213,28 +208,28 @@ def report_download(*, case: AuditCase, request: Any) -> tuple[CaseReport, bytes
         data = report_bytes(report)
     except OSError as exc:
         raise ReportError(f"The stored report of case {case.pk} cannot be read ({exc}).") from exc
-    if hashlib.sha256(data).hexdigest() != report.sha256:
+    if bytes_sha256(data) != report.sha256:
         raise ReportError(
             f"The stored report of case {case.pk} no longer matches its recorded sha256; "
             "it is not served."
         )
     audit_record(
         "report.download",
-        request=request,
+        actor=actor,
         obj=case,
         detail={"report_id": report.pk, "sha256": report.sha256},
     )
     return report, data
 
 
-def report_verify_recorded(data: bytes, *, filename: str, request: Any) -> VerifyResult:
+def report_verify_recorded(data: bytes, *, filename: str, actor: Actor) -> VerifyResult:
     """``report_verify`` with the audit event ``report.verify`` (what was checked, the
     verdict, and the case when it is a report issued here)."""
     result = report_verify(data)
     report = result.report
     audit_record(
         "report.verify",
-        request=request,
+        actor=actor,
         obj=report.case if report is not None else None,
         object_type="" if report is not None else "file",
         object_repr="" if report is not None else filename[:300],

@@ -2,13 +2,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from reports.models import AuditCase, SignOff
-from reports.services.cases import Actor, CaseRefused, S, _audit, _locked, _name, _text, _writable
+from reports.services.cases import (
+    CaseRefused,
+    S,
+    case_locked,
+    clean_text,
+    refuse_if_read_only,
+    state_name,
+)
 from scopeweb.accounts.access import user_may
+from scopeweb.accounts.actor import Actor
+from scopeweb.audit.services import audit_record
 
 
 def counted_signers(case: AuditCase) -> list[int]:
@@ -20,10 +28,8 @@ def counted_signers(case: AuditCase) -> list[int]:
     return signers
 
 
-def case_sign_off(
-    *, case: AuditCase, signer: User, statement: str, request: Actor = None
-) -> SignOff:
-    """``signer`` signs ``case`` off with a statement.
+def case_sign_off(*, case: AuditCase, actor: Actor, statement: str) -> SignOff:
+    """The actor signs ``case`` off with a statement.
 
     Only reviewers and admins (``sign_off_case``) sign, each at most once, and only while the
     case awaits sign-off. Under a four-eyes profile the opener is refused. When the number of
@@ -31,14 +37,15 @@ def case_sign_off(
     ``signed_off`` (read-only from then on), its cited traces are held for the profile's audit
     extension, and its report is queued once the transaction commits.
     """
-    statement = _text("statement", statement, required=True)
+    signer = actor.person
+    statement = clean_text("statement", statement, required=True)
     with transaction.atomic():
-        case = _locked(case)
-        _writable(case, "sign it off")
+        case = case_locked(case)
+        refuse_if_read_only(case, "sign it off")
         if case.state != S.AWAITING_SIGN_OFF:
             raise CaseRefused(
-                f"Cannot sign off a case that is {_name(case.state)}: "
-                f"it must be {_name(S.AWAITING_SIGN_OFF)}."
+                f"Cannot sign off a case that is {state_name(case.state)}: "
+                f"it must be {state_name(S.AWAITING_SIGN_OFF)}."
             )
         if not user_may(signer, "sign_off_case"):
             raise CaseRefused(f"{signer.get_username()} may not sign cases off.")
@@ -57,8 +64,8 @@ def case_sign_off(
         required = case.profile.signoffs_required
         done = len(counted) >= required
         detail = {"statement": statement, "counted": len(counted), "required": required}
-        _audit(
-            "case.sign_off", case, request, signer, after={"signer": signer.username}, detail=detail
+        audit_record(
+            "case.sign_off", actor=actor, obj=case, after={"signer": signer.username}, detail=detail
         )
         if done:
             now = timezone.now()
@@ -66,11 +73,10 @@ def case_sign_off(
             case.signed_off_at = now
             case.hold_until = now + timedelta(days=case.profile.audit_extension_days)
             case.save()
-            _audit(
+            audit_record(
                 "case.transition",
-                case,
-                request,
-                signer,
+                actor=actor,
+                obj=case,
                 before={"state": S.AWAITING_SIGN_OFF},
                 after={"state": S.SIGNED_OFF},
                 detail={"signers": len(counted), "hold_until": case.hold_until},
@@ -78,12 +84,12 @@ def case_sign_off(
             signed = case
             # robust: the sign-off is committed; a report that fails to queue is logged and can
             # be queued again from the case page, never turned into an error for the signer.
-            transaction.on_commit(lambda: _queue_report(signed, signer), robust=True)
+            transaction.on_commit(lambda: _queue_report(signed, actor), robust=True)
     return sign_off
 
 
-def _queue_report(case: AuditCase, signer: User) -> None:
+def _queue_report(case: AuditCase, actor: Actor) -> None:
     # Imported here: the report module belongs to the report area and loads its own helpers.
     from reports.services.reports import report_queue
 
-    report_queue(case=case, user=signer)
+    report_queue(case=case, actor=actor)

@@ -3,7 +3,6 @@ and the forms that act on it. Each action is one service call; a refusal becomes
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -31,7 +30,6 @@ from reports.selectors.cases import (
 )
 from reports.services.cases import (
     STATE_NAMES,
-    CaseRefused,
     case_next_states,
     case_open,
     case_transition,
@@ -40,39 +38,20 @@ from reports.services.cases import (
     comment_add,
 )
 from reports.services.sign_off import case_sign_off, counted_signers
-from scopeweb.accounts.access import access, user_may
+from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
+from scopeweb.feedback import attempt, problems_of, show_problems
 
 CASES_PER_PAGE = 50
 
 
-def _problems(request: HttpRequest, errors: dict[str, Any]) -> None:
-    for name, problems in errors.items():
-        text = " ".join(str(p) for p in problems) if isinstance(problems, list) else problems
-        messages.error(request, text if name in ("__all__", "detail") else f"{name}: {text}")
-
-
-def _act(request: HttpRequest, action: Callable[[], Any], done: str) -> bool:
-    """Run one service call; its refusal (state, rules or input) becomes an error message."""
-    try:
-        action()
-    except CaseRefused as exc:
-        messages.error(request, str(exc))
-    except ValidationError as exc:
-        _problems(
-            request, exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        )
-    else:
-        messages.success(request, done)
-        return True
-    return False
-
-
 @access("read_signed_case")
 def case_list_view(request: HttpRequest) -> HttpResponse:
+    actor = Actor.of(request)
     form = CaseFilterForm(request.GET)
     filters = form.cleaned_data if form.is_valid() else {}
     cases = case_list(
-        request.user,
+        actor.person,
         state=filters.get("state", ""),
         severity=filters.get("severity", ""),
         profile=filters.get("profile", ""),
@@ -84,8 +63,8 @@ def case_list_view(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "page": page,
-            "can_work": user_may(request.user, "work_case"),
-            "signed_only": not user_may(request.user, "work_case"),
+            "can_work": actor.may("work_case"),
+            "signed_only": not actor.may("work_case"),
         },
     )
 
@@ -97,17 +76,16 @@ def case_create_view(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             case = case_open(
-                user=request.user,  # type: ignore[arg-type]
+                actor=Actor.of(request),
                 title=data["title"],
                 description=data["description"],
                 severity=data["severity"],
                 profile=data["profile"],
                 assignees=data["assignees"],
                 summary=data["summary"],
-                request=request,
             )
         except ValidationError as exc:
-            for name, problems in exc.message_dict.items():
+            for name, problems in problems_of(exc).items():
                 form.add_error(name if name in form.fields else None, problems)
         else:
             messages.success(request, f"Case {case.pk} opened.")
@@ -117,10 +95,11 @@ def case_create_view(request: HttpRequest) -> HttpResponse:
 
 @access("read_signed_case")
 def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_get(request.user, case_id)
-    case_viewed(case=case, request=request)
-    can_work = user_may(request.user, "work_case")
-    can_sign = user_may(request.user, "sign_off_case")
+    actor = Actor.of(request)
+    case = case_get(actor.person, case_id)
+    case_viewed(case=case, actor=actor)
+    can_work = actor.may("work_case")
+    can_sign = actor.may("sign_off_case")
     editable = can_work and not case.read_only
     sign_offs = list(case.sign_offs.select_related("signer"))
     context: dict[str, Any] = {
@@ -146,7 +125,8 @@ def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
 
 @access("work_case")
 def case_edit_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_get(request.user, case_id)
+    actor = Actor.of(request)
+    case = case_get(actor.person, case_id)
     if case.read_only:
         messages.error(request, f"Case {case.pk} is {STATE_NAMES[case.state]} and read-only.")
         return redirect("case_detail", case_id=case.pk)
@@ -154,15 +134,9 @@ def case_edit_view(request: HttpRequest, case_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         fields = {k: data[k] for k in ("title", "description", "severity", "summary")}
-        updated = _act(
+        updated = attempt(
             request,
-            lambda: case_update(
-                case=case,
-                user=request.user,  # type: ignore[arg-type]
-                assignees=data["assignees"],
-                request=request,
-                **fields,
-            ),
+            lambda: case_update(case=case, actor=actor, assignees=data["assignees"], **fields),
             f"Case {case.pk} saved.",
         )
         if updated:
@@ -173,20 +147,17 @@ def case_edit_view(request: HttpRequest, case_id: int) -> HttpResponse:
 @access("work_case")
 @require_POST
 def case_transition_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_get(request.user, case_id)
+    actor = Actor.of(request)
+    case = case_get(actor.person, case_id)
     form = TransitionForm(request.POST)
     if not form.is_valid():
-        _problems(request, form.errors)
+        show_problems(request, form.errors)
     else:
         to = form.cleaned_data["to"]
-        _act(
+        attempt(
             request,
             lambda: case_transition(
-                case=case,
-                user=request.user,  # type: ignore[arg-type]
-                to=to,
-                reason=form.cleaned_data["reason"],
-                request=request,
+                case=case, actor=actor, to=to, reason=form.cleaned_data["reason"]
             ),
             f"Case {case.pk} is now {STATE_NAMES[to]}.",
         )
@@ -196,19 +167,15 @@ def case_transition_view(request: HttpRequest, case_id: int) -> HttpResponse:
 @access("work_case")
 @require_POST
 def case_comment_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_get(request.user, case_id)
+    actor = Actor.of(request)
+    case = case_get(actor.person, case_id)
     form = CommentForm(request.POST)
     if not form.is_valid():
-        _problems(request, form.errors)
+        show_problems(request, form.errors)
     else:
-        _act(
+        attempt(
             request,
-            lambda: comment_add(
-                case=case,
-                user=request.user,  # type: ignore[arg-type]
-                body=form.cleaned_data["body"],
-                request=request,
-            ),
+            lambda: comment_add(case=case, actor=actor, body=form.cleaned_data["body"]),
             "Comment added.",
         )
     return redirect("case_detail", case_id=case.pk)
@@ -217,19 +184,15 @@ def case_comment_view(request: HttpRequest, case_id: int) -> HttpResponse:
 @access("sign_off_case")
 @require_POST
 def case_sign_off_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_get(request.user, case_id)
+    actor = Actor.of(request)
+    case = case_get(actor.person, case_id)
     form = SignOffForm(request.POST)
     if not form.is_valid():
-        _problems(request, form.errors)
+        show_problems(request, form.errors)
     else:
-        _act(
+        attempt(
             request,
-            lambda: case_sign_off(
-                case=case,
-                signer=request.user,  # type: ignore[arg-type]
-                statement=form.cleaned_data["statement"],
-                request=request,
-            ),
+            lambda: case_sign_off(case=case, actor=actor, statement=form.cleaned_data["statement"]),
             "Signed.",
         )
     return redirect("case_detail", case_id=case.pk)

@@ -18,13 +18,15 @@ from reports.services.reports import (
     report_verify_recorded,
 )
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 
 
 @access("read_signed_case")
 def case_report_download_view(request: HttpRequest, case_id: int) -> FileResponse:
-    case = case_get(request.user, case_id)
+    actor = Actor.of(request)
+    case = case_get(actor.person, case_id)
     try:
-        found = report_download(case=case, request=request)
+        found = report_download(case=case, actor=actor)
     except ReportError as exc:
         raise Http404(str(exc)) from exc
     if found is None:
@@ -47,7 +49,7 @@ def report_verify_view(request: HttpRequest) -> HttpResponse:
             result = report_verify_recorded(
                 form.cleaned_data["file"],
                 filename=getattr(request.FILES.get("file"), "name", "") or "",
-                request=request,
+                actor=Actor.of(request),
             )
     else:
         form = ReportVerifyForm()
@@ -57,9 +59,10 @@ def report_verify_view(request: HttpRequest) -> HttpResponse:
 @access("sign_off_case")
 @require_POST
 def case_report_generate_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_get(request.user, case_id)
+    actor = Actor.of(request)
+    case = case_get(actor.person, case_id)
     try:
-        report_queue(case=case, user=request.user)  # type: ignore[arg-type]
+        report_queue(case=case, actor=actor)
     except ReportError as exc:
         messages.error(request, str(exc))
     else:

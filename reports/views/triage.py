@@ -1,3 +1,5 @@
+"""Opening an audit case from the triage queue (``c`` on a flagged trace)."""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -9,6 +11,8 @@ from django.views.decorators.http import require_POST
 from reports.forms.triage import TriageOpenCaseForm
 from reports.services.triage import case_open_from_triage
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
+from scopeweb.feedback import problems_of, show_problems
 from traces.models import Trace
 from traces.services.triage import TriageRefused
 
@@ -20,23 +24,20 @@ def triage_open_case_view(request: HttpRequest, trace_id: int) -> HttpResponse:
     trace = get_object_or_404(Trace.objects.select_related("run__profile", "run__sae"), pk=trace_id)
     form = TriageOpenCaseForm(request.POST)
     if not form.is_valid():
-        for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+        show_problems(request, form.errors)
         return redirect("triage_queue")
     try:
         case = case_open_from_triage(
             trace=trace,
-            user=request.user,  # type: ignore[arg-type]
+            actor=Actor.of(request),
             note=form.cleaned_data["note"],
             severity=form.cleaned_data["severity"] or "medium",
-            request=request,
         )
     except TriageRefused as exc:
         messages.error(request, str(exc))
         return redirect("triage_queue")
     except ValidationError as exc:
-        problems = exc.message_dict.values() if hasattr(exc, "error_dict") else [exc.messages]
-        reason = " ".join(m for ms in problems for m in ms)
+        reason = " ".join(m for found in problems_of(exc).values() for m in found)
         messages.error(request, f"No case opened for trace {trace.pk}: {reason}")
         return redirect("triage_queue")
     messages.success(

@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.roles import Role
 from scopeweb.audit.services import audit_record
@@ -32,22 +33,19 @@ def user_create(
     role: Role,
     email: str = "",
     password: str | None = None,
-    request: Any = None,
+    actor: Actor,
 ) -> tuple[User, str]:
-    """Make a user with one role; returns the user and the password (generated if not given).
-    ``request``: the request that asked, for the audit log (None: a command)."""
+    """Make a user with one role; returns the user and the password (generated if not given)."""
     password = password or generate_password()
     user = User.objects.create_user(username=username, email=email, password=password)
     user.groups.set([Group.objects.get(name=role.value)])
     after = {"email": email, "role": role.value, "is_active": user.is_active}
-    audit_record("user.create", request=request, via="command", obj=user, after=after)
+    audit_record("user.create", actor=actor, obj=user, after=after)
     return user, password
 
 
 @transaction.atomic
-def user_update(
-    *, user: User, role: Role, is_active: bool, email: str, request: Any = None
-) -> User:
+def user_update(*, user: User, role: Role, is_active: bool, email: str, actor: Actor) -> User:
     roles = user_roles(user)
     before: dict[str, Any] = {
         "email": user.email,
@@ -63,8 +61,7 @@ def user_update(
         changed = [name for name in after if before[name] != after[name]]
         audit_record(
             "user.update",
-            request=request,
-            via="command",
+            actor=actor,
             obj=user,
             before={name: before[name] for name in changed},
             after={name: after[name] for name in changed},
@@ -87,34 +84,38 @@ def admin_ensure(
         existing.save()
         existing.groups.add(Group.objects.get(name=Role.ADMIN.value))
         audit_record(
-            "user.update", via="command", obj=existing, after={"role": "admin", "is_active": True}
+            "user.update",
+            actor=Actor.command(),
+            obj=existing,
+            after={"role": "admin", "is_active": True},
         )
         return existing, password
-    return user_create(username=username, role=Role.ADMIN, email=email, password=password)
+    return user_create(
+        username=username, role=Role.ADMIN, email=email, password=password, actor=Actor.command()
+    )
 
 
 @transaction.atomic
-def api_token_create(*, user: User, name: str, request: Any = None) -> tuple[ApiToken, str]:
-    """A new personal token; the key is returned once and only its hash is kept."""
+def api_token_create(*, actor: Actor, name: str) -> tuple[ApiToken, str]:
+    """A new personal token of the actor; the key is returned once and only its hash is kept."""
+    user = actor.person
     key = ApiToken.new_key()
     token = ApiToken.objects.create(
         user=user, name=name, prefix=key[:10], key_sha256=ApiToken.hash_key(key)
     )
     after = {"name": name, "prefix": token.prefix, "owner": user.username}
-    audit_record("token.create", request=request, user=user, via="command", obj=token, after=after)
+    audit_record("token.create", actor=actor, obj=token, after=after)
     return token, key
 
 
 @transaction.atomic
-def api_token_revoke(*, token: ApiToken, request: Any = None) -> None:
+def api_token_revoke(*, token: ApiToken, actor: Actor) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit_record(
             "token.revoke",
-            request=request,
-            user=token.user,
-            via="command",
+            actor=actor,
             obj=token,
             before={"revoked_at": None},
             after={"revoked_at": token.revoked_at},

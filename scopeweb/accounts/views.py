@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from scopeweb.accounts import services
 from scopeweb.accounts.access import PUBLIC, SIGNED_IN, access
+from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.forms import ApiTokenForm, UserCreateForm, UserEditForm
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.roles import Role
@@ -37,7 +38,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
             email=form.cleaned_data["email"],
             role=Role(form.cleaned_data["role"]),
             password=form.cleaned_data["password"] or None,
-            request=request,
+            actor=Actor.of(request),
         )
         return render(
             request, "accounts/user_created.html", {"new_user": user, "password": password}
@@ -66,7 +67,7 @@ def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
                 role=Role(form.cleaned_data["role"]),
                 is_active=form.cleaned_data["is_active"],
                 email=form.cleaned_data["email"],
-                request=request,
+                actor=Actor.of(request),
             )
             messages.success(request, f"Saved {target.username}.")
             return redirect("user_list")
@@ -79,16 +80,13 @@ def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
 
 @access(SIGNED_IN)
 def token_list(request: HttpRequest) -> HttpResponse:
+    actor = Actor.of(request)
     form = ApiTokenForm(request.POST or None)
     new_key = None
     if request.method == "POST" and form.is_valid():
-        _, new_key = services.api_token_create(
-            user=request.user,  # type: ignore[arg-type]
-            name=form.cleaned_data["name"],
-            request=request,
-        )
+        _, new_key = services.api_token_create(actor=actor, name=form.cleaned_data["name"])
         form = ApiTokenForm()
-    tokens = ApiToken.objects.filter(user=request.user)  # type: ignore[misc]
+    tokens = ApiToken.objects.filter(user=actor.person)
     return render(
         request, "accounts/token_list.html", {"form": form, "tokens": tokens, "new_key": new_key}
     )
@@ -97,7 +95,8 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @access(SIGNED_IN)
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    token = get_object_or_404(ApiToken, pk=token_id, user=request.user)  # type: ignore[misc]
-    services.api_token_revoke(token=token, request=request)
+    actor = Actor.of(request)
+    token = get_object_or_404(ApiToken, pk=token_id, user=actor.person)
+    services.api_token_revoke(token=token, actor=actor)
     messages.success(request, f"Revoked token {token.name}.")
     return redirect("token_list")

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
-from django.http import HttpRequest
+from django.db import connection, models, transaction
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.chain import GENESIS, HASHED_FIELDS, ChainReport, chain_verify, event_digest
 from scopeweb.audit.models import AuditEvent
 
@@ -27,33 +27,13 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
-def request_actor(request: HttpRequest | Any) -> dict[str, Any]:
-    """Who made a request and from where: user, channel (web, API token) and client address."""
-    user = getattr(request, "user", None)
-    auth = getattr(request, "auth", None)  # DRF: the ApiToken row when a token authenticated
-    if auth is not None and getattr(auth, "pk", None) is not None:
-        via = f"api-token:{auth.pk}"
-    elif request.path.startswith("/api/"):
-        via = "api"
-    else:
-        via = "web"
-    source = request.META.get("REMOTE_ADDR", "") or ""
-    return {
-        "user": user if user is not None and user.is_authenticated else None,
-        "via": via,
-        "source": source[:100],
-    }
-
-
 def audit_record(
     action: str,
     *,
-    request: HttpRequest | Any | None = None,
-    user: Any = None,
-    via: str = "",
-    obj: Any = None,
+    actor: Actor,
+    obj: models.Model | None = None,
     object_type: str = "",
-    object_id: Any = "",
+    object_id: object = "",
     object_repr: str = "",
     before: Any = None,
     after: Any = None,
@@ -61,29 +41,26 @@ def audit_record(
 ) -> AuditEvent:
     """Append one event to the chain.
 
-    Who: ``request`` (its user, channel and address) or ``user`` and ``via`` for work outside a
-    request ("worker", "command"). What: ``action`` ("case.sign_off", "auth.login_failed", …).
-    Which object: ``obj`` (a model instance) or ``object_type``/``object_id``/``object_repr``.
-    Runs in its own atomic block; when the caller's transaction rolls back, so does the event.
+    Who: ``actor`` (user, channel and address). What: ``action`` ("case.sign_off",
+    "auth.login_failed", …). Which object: ``obj`` (a model instance) or
+    ``object_type``/``object_id``/``object_repr``. Runs in its own atomic block; when the
+    caller's transaction rolls back, so does the event.
     """
-    who = (
-        request_actor(request) if request is not None else {"user": user, "via": via, "source": ""}
-    )
-    actor = who["user"] if who["user"] is not None else user
     if obj is not None:
-        object_type = object_type or obj._meta.model_name
+        object_type = object_type or obj._meta.model_name or ""
         object_id = object_id or obj.pk
         object_repr = object_repr or str(obj)
+    user = actor.user
     fields: dict[str, Any] = {
         "at": timezone.now(),
-        "actor_id": getattr(actor, "pk", None),
-        "actor": getattr(actor, "username", "") or "",
-        "via": who["via"] or ("web" if actor is not None else "system"),
+        "actor_id": user.pk if user is not None else None,
+        "actor": actor.username,
+        "via": actor.via or ("web" if user is not None else "system"),
         "action": action,
         "object_type": object_type,
         "object_id": str(object_id if object_id is not None else ""),
         "object_repr": object_repr[:300],
-        "source": who["source"],
+        "source": actor.source,
         "before": _plain(before),
         "after": _plain(after),
         "detail": _plain(detail or {}),

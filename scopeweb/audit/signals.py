@@ -6,15 +6,17 @@ clearing it, so the request names who signed in or out.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.contrib.auth import get_user_model
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 
 
 def record_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    audit_record("auth.login", request=request, user=user, via="system", obj=user)
+    audit_record("auth.login", actor=replace(Actor.of(request), user=user), obj=user)
 
 
 def record_login_failed(
@@ -25,8 +27,7 @@ def record_login_failed(
     known = get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
     audit_record(
         "auth.login_failed",
-        request=request,
-        via="system",
+        actor=Actor.of(request) if request is not None else Actor.system(),
         object_type="user" if known is not None else "",
         object_id=known if known is not None else "",
         object_repr=username,
@@ -37,4 +38,4 @@ def record_login_failed(
 def record_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is None:
         return  # signing out without a session: nobody to record
-    audit_record("auth.logout", request=request, user=user, via="system", obj=user)
+    audit_record("auth.logout", actor=replace(Actor.of(request), user=user), obj=user)

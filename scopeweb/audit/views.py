@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.forms import AuditFilterForm
 from scopeweb.audit.models import AuditEvent
 from scopeweb.audit.selectors import audit_event_list, audit_events_shown
@@ -88,7 +89,9 @@ def audit_events_csv(request: HttpRequest) -> HttpResponse | StreamingHttpRespon
         )
         return HttpResponse(f"Bad filter: {problems}\n", status=400, content_type="text/plain")
     query = form.query()
-    export = audit_record("audit.export", request=request, detail={"filters": query.as_params()})
+    export = audit_record(
+        "audit.export", actor=Actor.of(request), detail={"filters": query.as_params()}
+    )
     events = audit_event_list(query).filter(id__lt=export.pk)
     response = StreamingHttpResponse(_csv_rows(events), content_type="text/csv; charset=utf-8")
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")

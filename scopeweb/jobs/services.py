@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -31,9 +32,31 @@ class JobError(Exception):
 
 
 def job_create(
-    *, kind: JobKind, title: str, created_by: User | None, params: dict[str, Any]
+    *,
+    kind: JobKind,
+    title: str,
+    created_by: User | None,
+    params: dict[str, Any] | None = None,
+    progress_total: int = 0,
+    job_id: uuid.UUID | None = None,
 ) -> Job:
-    return Job.objects.create(kind=kind, title=title, created_by=created_by, params=params)
+    """A queued job the UI shows from now on (``job_id``: when its files are named first)."""
+    return Job.objects.create(
+        id=job_id or uuid.uuid4(),
+        kind=kind,
+        title=title,
+        created_by=created_by,
+        params=params or {},
+        progress_total=progress_total,
+    )
+
+
+def job_enqueue(job: Job, task: str) -> None:
+    """Send ``task`` (its registered name) for ``job`` once the current transaction commits, so
+    a worker never sees a job that was rolled back. By name: a service never imports its app's
+    tasks, which import the services they call (``tests/test_layers.py`` checks each name)."""
+    job_id = str(job.pk)
+    transaction.on_commit(lambda: current_app.send_task(task, args=[job_id]))
 
 
 def job_start(job_id: uuid.UUID | str) -> Job:

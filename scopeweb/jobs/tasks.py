@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
@@ -14,7 +14,9 @@ from scopeweb.jobs.services import describe_unexpected, job_fail, jobs_reap_stal
 from scopeweb.storage import delete_file
 
 log = logging.getLogger(__name__)
-TaskFunction = TypeVar("TaskFunction", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+JobFunction = Callable[[Any, str], None]  # (the bound task, the job's id)
 
 # Retried on database hiccups and acknowledged only when done, so a worker that dies mid-task
 # leaves the message for another worker. Every task of the project is written to be retried:
@@ -27,7 +29,13 @@ RETRIED: dict[str, Any] = {
 }
 
 
-class JobTask(Task):  # type: ignore[misc]  # celery ships no type information
+if TYPE_CHECKING:  # celery-types makes Task generic; celery 5.4 cannot subscript it at run time
+    _JobTaskBase = Task[[str], None]
+else:
+    _JobTaskBase = Task
+
+
+class JobTask(_JobTaskBase):
     """Base for tasks whose first argument is a Job id: a final failure is written to the job."""
 
     def on_failure(
@@ -46,32 +54,33 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type information
 
 
 def retried_task(
-    *, max_retries: int, soft_time_limit: int, time_limit: int, **options: Any
-) -> Callable[[TaskFunction], TaskFunction]:
+    *, max_retries: int, soft_time_limit: int, time_limit: int
+) -> Callable[[Callable[P, R]], Task[P, R]]:
     """``shared_task`` with ``RETRIED`` and the limits every task must declare."""
-    decorate: Callable[[TaskFunction], TaskFunction] = shared_task(
+    decorate: Callable[[Callable[P, R]], Task[P, R]] = shared_task(
         max_retries=max_retries,
         soft_time_limit=soft_time_limit,
         time_limit=time_limit,
         **RETRIED,
-        **options,
     )
     return decorate
 
 
 def job_task(
     *, max_retries: int, soft_time_limit: int, time_limit: int, base: type[JobTask] = JobTask
-) -> Callable[[TaskFunction], TaskFunction]:
-    """A retried task bound to a ``JobTask`` base, whose first argument is a Job id."""
-    return retried_task(
+) -> Callable[[JobFunction], JobTask]:
+    """A retried task with a ``JobTask`` base, bound, whose one argument is a Job id."""
+    decorate: Callable[[JobFunction], JobTask] = shared_task(
+        bind=True,
+        base=base,
         max_retries=max_retries,
         soft_time_limit=soft_time_limit,
         time_limit=time_limit,
-        base=base,
-        bind=True,
+        **RETRIED,
     )
+    return decorate
 
 
-@shared_task(acks_late=True, soft_time_limit=300, time_limit=360)  # type: ignore[misc]
+@shared_task(acks_late=True, soft_time_limit=300, time_limit=360)
 def jobs_reap_stale_task() -> int:
     return jobs_reap_stale()

@@ -4,6 +4,7 @@ from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.retention.models import EDITABLE_FIELDS, RetentionProfile, RetentionProfileChange
 from scopeweb.retention.services import retention_profile_update
 
@@ -54,8 +55,7 @@ class RetentionProfileDetailApi(generics.RetrieveUpdateAPIView):
         data.is_valid(raise_exception=True)
         retention_profile_update(
             profile=profile,
-            changed_by=request.user,  # type: ignore[arg-type]
+            actor=Actor.of(request),
             values=dict(data.validated_data),
-            request=request,
         )
         return Response(RetentionProfileDetailSerializer(self.get_object()).data)

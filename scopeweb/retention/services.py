@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.retention.models import EDITABLE_FIELDS, RetentionProfile, RetentionProfileChange
 
@@ -33,9 +33,8 @@ def profile_snapshot(profile: RetentionProfile) -> dict[str, Any]:
 def retention_profile_update(
     *,
     profile: RetentionProfile,
-    changed_by: User,
+    actor: Actor,
     values: dict[str, Any],
-    request: Any = None,
 ) -> RetentionProfileChange | None:
     """Apply validated ``values``; returns the recorded change, or None when nothing changed.
 
@@ -57,15 +56,13 @@ def retention_profile_update(
     profile.save(update_fields=changed)
     change = RetentionProfileChange.objects.create(
         profile=profile,
-        changed_by=changed_by,
+        changed_by=actor.person,
         before={field: before[field] for field in changed},
         after={field: after[field] for field in changed},
     )
     audit_record(
         "retention.update",
-        request=request,
-        user=changed_by,
-        via="command",
+        actor=actor,
         obj=profile,
         object_id=profile.code,
         before=change.before,

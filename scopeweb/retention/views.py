@@ -5,6 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 from scopeweb.retention.forms import RetentionProfileForm
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.retention.services import retention_profile_update
@@ -23,9 +24,8 @@ def profile_edit(request: HttpRequest, code: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         change = retention_profile_update(
             profile=RetentionProfile.objects.get(pk=profile.pk),
-            changed_by=request.user,  # type: ignore[arg-type]
+            actor=Actor.of(request),
             values={name: form.cleaned_data[name] for name in form.Meta.fields},
-            request=request,
         )
         messages.success(
             request, f"Saved {profile.code}." if change else f"{profile.code}: nothing changed."

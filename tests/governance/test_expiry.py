@@ -13,6 +13,7 @@ from django.utils import timezone
 from governance.models import HoldTarget, LegalHold
 from governance.selectors.expiry import purge_candidates, upcoming_expiries
 from reports.models import CaseState
+from scopeweb.accounts.actor import Actor
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.retention.services import expiry_for
 from scopeweb.schedule import parse_crontab, purge_schedule
@@ -37,7 +38,9 @@ def test_a_run_gets_its_expiry_when_it_starts() -> None:
     uk = RetentionProfile.objects.get(code="UK")
     uk.retention_days = 90
     uk.save()
-    run = run_start(user=None, prompt_set=make_prompt_set(profile=uk), sae=make_sae(), queue=False)
+    run = run_start(
+        actor=Actor.command(), prompt_set=make_prompt_set(profile=uk), sae=make_sae(), queue=False
+    )
     assert run.expires_at is not None
     assert abs(run.expires_at - (timezone.now() + timedelta(days=90))) < timedelta(minutes=1)
 

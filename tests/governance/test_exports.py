@@ -30,6 +30,7 @@ from governance.services.exports import (
     export_request,
 )
 from reports.models import AuditCase, CaseComment, CaseReport, CaseState, Evidence
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.jobs.services import job_create
@@ -53,7 +54,9 @@ needs_sae = pytest.mark.skipif(not shipped_sae_folders(), reason="no SAE shipped
 
 def real_run(user: User, profile: str = "US") -> AnalysisRun:
     prompt_set = import_prompt_set(user, PROMPTS, profile=profile, name="export prompts")
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae_register_shipped()[0], queue=False)
+    run = run_start(
+        actor=Actor.command(), prompt_set=prompt_set, sae=sae_register_shipped()[0], queue=False
+    )
     run_execute(run.job_id)
     run.refresh_from_db()
     assert run.job.state == JobState.SUCCEEDED and run.traces.count() == len(PROMPTS)
@@ -113,7 +116,10 @@ def actions(export: Export) -> list[str]:
 def test_us_run_export_is_built_redacted_and_fetched_once(reviewer: User) -> None:
     run = real_run(reviewer)
     export = export_request(
-        kind="run", target_id=run.pk, user=reviewer, purpose="Share with the vendor's red team."
+        kind="run",
+        target_id=run.pk,
+        actor=Actor.command(reviewer),
+        purpose="Share with the vendor's red team.",
     )
     assert export.state == ExportState.QUEUED and export.job is not None
     assert export.expires_at is not None and export.expires_at > timezone.now()
@@ -200,7 +206,9 @@ def test_us_run_export_is_built_redacted_and_fetched_once(reviewer: User) -> Non
         case=case, artifact=f"reports/case-{case.pk}/report.pdf", size_bytes=len(pdf),
         sha256=hashlib.sha256(pdf).hexdigest(), signer_subject="test",
     )  # fmt: skip
-    export = built(export_request(kind="case", target_id=case.pk, user=reviewer, purpose="x"))
+    export = built(
+        export_request(kind="case", target_id=case.pk, actor=Actor.command(reviewer), purpose="x")
+    )
     archive = zip_of(export)
     check_manifest(archive)
     assert archive.read("report.pdf") == pdf
@@ -222,7 +230,9 @@ def test_fr_case_export_carries_its_redaction_report(reviewer: User) -> None:
     case = a_case("FR", reviewer)
     CaseComment.objects.create(case=case, author=reviewer, body=f"Ask {EMAIL} or 192.168.10.20.")
     export = built(
-        export_request(kind="case", target_id=case.pk, user=reviewer, purpose="CNIL inquiry.")
+        export_request(
+            kind="case", target_id=case.pk, actor=Actor.command(reviewer), purpose="CNIL inquiry."
+        )
     )
     assert export.state == ExportState.READY
     archive = zip_of(export)
@@ -245,13 +255,15 @@ def test_uk_export_needs_another_admins_approval(
 ) -> None:
     case = a_case("UK", reviewer)
     with django_capture_on_commit_callbacks() as queued:
-        export = export_request(kind="case", target_id=case.pk, user=admin, purpose="ICO request")
+        export = export_request(
+            kind="case", target_id=case.pk, actor=Actor.command(admin), purpose="ICO request"
+        )
     assert export.state == ExportState.AWAITING_APPROVAL and export.job is None
     assert queued == []  # nothing is built before the review
     with pytest.raises(ExportRefused, match="Four-eyes"):
-        export_decide(export, approve=True, note="", admin=admin)
+        export_decide(export, approve=True, note="", actor=Actor.command(admin))
     with pytest.raises(PermissionDenied):
-        export_decide(export, approve=True, note="", admin=reviewer)
+        export_decide(export, approve=True, note="", actor=Actor.command(reviewer))
     # Through the page too: the requester sees no form and the service refuses a forged POST.
     page = client_for(admin).get(reverse("export_detail", args=[export.pk]))
     assert page.context["decision_form"] is None
@@ -285,11 +297,15 @@ def test_uk_export_needs_another_admins_approval(
 
 def test_refused_uk_export_never_builds(admin: User, reviewer: User) -> None:
     case = a_case("UK", reviewer)
-    export = export_request(kind="case", target_id=case.pk, user=reviewer, purpose="press")
+    export = export_request(
+        kind="case", target_id=case.pk, actor=Actor.command(reviewer), purpose="press"
+    )
     with pytest.raises(ValidationError) as missing:
-        export_decide(export, approve=False, note=" ", admin=admin)
+        export_decide(export, approve=False, note=" ", actor=Actor.command(admin))
     assert "note" in missing.value.message_dict
-    refused = export_decide(export, approve=False, note="No lawful basis.", admin=admin)
+    refused = export_decide(
+        export, approve=False, note="No lawful basis.", actor=Actor.command(admin)
+    )
     assert refused.state == ExportState.REFUSED and refused.job is None
     # Even a job pointed at it by hand does not build it.
     job = job_create(kind=JobKind.EXPORT, title="forced", created_by=admin, params={})
@@ -305,19 +321,27 @@ def test_refused_uk_export_never_builds(admin: User, reviewer: User) -> None:
 
 def _ready_case_export(reviewer: User) -> tuple[Export, str]:
     case = a_case("US", reviewer, state=CaseState.SIGNED_OFF)
-    export = built(export_request(kind="case", target_id=case.pk, user=reviewer, purpose="audit"))
-    token = export_link_issue(export, user=reviewer)
+    export = built(
+        export_request(
+            kind="case", target_id=case.pk, actor=Actor.command(reviewer), purpose="audit"
+        )
+    )
+    token = export_link_issue(export, actor=Actor.command(reviewer))
     assert token is not None
     return export, token
 
 
 def test_link_is_issued_once_and_only_to_the_requester(reviewer: User, admin: User) -> None:
     case = a_case("US", reviewer)
-    export = built(export_request(kind="case", target_id=case.pk, user=reviewer, purpose="x"))
-    assert export_link_issue(export, user=admin) is None  # an admin sees it, gets no link
-    token = export_link_issue(export, user=reviewer)
+    export = built(
+        export_request(kind="case", target_id=case.pk, actor=Actor.command(reviewer), purpose="x")
+    )
+    assert (
+        export_link_issue(export, actor=Actor.command(admin)) is None
+    )  # an admin sees it, gets no link
+    token = export_link_issue(export, actor=Actor.command(reviewer))
     assert token and len(token) >= 43
-    assert export_link_issue(export, user=reviewer) is None
+    assert export_link_issue(export, actor=Actor.command(reviewer)) is None
     export.refresh_from_db()
     assert export.link_expires_at is not None
     hours = (export.link_expires_at - timezone.now()).total_seconds() / 3600
@@ -326,11 +350,13 @@ def test_link_is_issued_once_and_only_to_the_requester(reviewer: User, admin: Us
 
 def test_second_use_of_a_link_is_refused(reviewer: User, auditor: User) -> None:
     export, token = _ready_case_export(reviewer)
-    found = export_download(token, user=auditor)  # passed on to an auditor, who uses it
+    found = export_download(
+        token, actor=Actor.command(auditor)
+    )  # passed on to an auditor, who uses it
     with found.handle:
         assert hashlib.sha256(found.handle.read()).hexdigest() == export.sha256
     with pytest.raises(LinkRefused, match="used at") as refused:
-        export_download(token, user=reviewer)
+        export_download(token, actor=Actor.command(reviewer))
     assert refused.value.status == 410
     response = client_for(reviewer).get(reverse("api_export_download", args=[token]))
     assert response.status_code == 410 and "used at" in response.json()["detail"]
@@ -365,7 +391,7 @@ def test_racing_downloads_let_only_one_through(reviewer: User) -> None:
         state=ExportState.DOWNLOADED, downloaded_at=timezone.now()
     )
     with pytest.raises(LinkRefused, match="used at"):
-        export_download(token, user=reviewer)
+        export_download(token, actor=Actor.command(reviewer))
 
 
 # --- access --------------------------------------------------------------------------------
@@ -375,7 +401,9 @@ def test_auditor_and_outsider_cannot_export(auditor: User, outsider: User, revie
     case = a_case("US", reviewer, state=CaseState.SIGNED_OFF)  # the auditor may read it
     for user in (auditor, outsider):
         with pytest.raises(PermissionDenied):
-            export_request(kind="case", target_id=case.pk, user=user, purpose="mine")
+            export_request(
+                kind="case", target_id=case.pk, actor=Actor.command(user), purpose="mine"
+            )
         data = {"kind": "case", "target_id": case.pk, "purpose": "mine"}
         assert client_for(user).post(reverse("export_create"), data).status_code == 403
         assert client_for(user).post(reverse("api_exports"), data).status_code == 403
@@ -401,16 +429,20 @@ def test_bad_requests_name_the_field(reviewer: User) -> None:
 def test_unfinished_run_cannot_be_exported(reviewer: User) -> None:
     from tests.factories import make_prompt_set, make_sae
 
-    run = run_start(user=None, prompt_set=make_prompt_set(), sae=make_sae(), queue=False)
+    run = run_start(
+        actor=Actor.command(), prompt_set=make_prompt_set(), sae=make_sae(), queue=False
+    )
     with pytest.raises(ValidationError, match="only a run that finished"):
-        export_request(kind="run", target_id=run.pk, user=reviewer, purpose="x")
+        export_request(kind="run", target_id=run.pk, actor=Actor.command(reviewer), purpose="x")
 
 
 def test_requesters_see_their_own_exports_and_admins_every_one(
     reviewer: User, second_reviewer: User, admin: User
 ) -> None:
     case = a_case("UK", reviewer)
-    mine = export_request(kind="case", target_id=case.pk, user=reviewer, purpose="mine")
+    mine = export_request(
+        kind="case", target_id=case.pk, actor=Actor.command(reviewer), purpose="mine"
+    )
     assert (
         client_for(second_reviewer).get(reverse("export_detail", args=[mine.pk])).status_code == 404
     )

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from governance.models import LegalHold, PurgeRun
 from governance.services.holds import HoldError, hold_lift, hold_place
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import Job, JobKind
 from scopeweb.retention.models import RetentionProfile
@@ -56,19 +57,36 @@ def test_admin_places_and_lifts_a_hold_through_the_pages_both_audited(admin: Any
 def test_hold_refusals_name_the_field(admin: Any, reviewer: Any) -> None:
     prompt_set = stored_prompt_set(days(1))
     with pytest.raises(HoldError, match="There is no run with id 999999") as missing:
-        hold_place(user=admin, target_type="run", target_id=999999, reason="r")
+        hold_place(actor=Actor.command(admin), target_type="run", target_id=999999, reason="r")
     assert missing.value.field == "target_id"
     with pytest.raises(HoldError, match="A reason is required") as no_reason:
-        hold_place(user=admin, target_type="prompt_set", target_id=prompt_set.pk, reason=" ")
+        hold_place(
+            actor=Actor.command(admin),
+            target_type="prompt_set",
+            target_id=prompt_set.pk,
+            reason=" ",
+        )
     assert no_reason.value.field == "reason"
     with pytest.raises(PermissionDenied):
-        hold_place(user=reviewer, target_type="prompt_set", target_id=prompt_set.pk, reason="r")
-    hold = hold_place(user=admin, target_type="prompt_set", target_id=prompt_set.pk, reason="r")
+        hold_place(
+            actor=Actor.command(reviewer),
+            target_type="prompt_set",
+            target_id=prompt_set.pk,
+            reason="r",
+        )
+    hold = hold_place(
+        actor=Actor.command(admin), target_type="prompt_set", target_id=prompt_set.pk, reason="r"
+    )
     with pytest.raises(HoldError, match=f"Hold {hold.pk} already holds"):
-        hold_place(user=admin, target_type="prompt_set", target_id=prompt_set.pk, reason="r")
-    hold_lift(user=admin, hold=hold, reason="done")
+        hold_place(
+            actor=Actor.command(admin),
+            target_type="prompt_set",
+            target_id=prompt_set.pk,
+            reason="r",
+        )
+    hold_lift(actor=Actor.command(admin), hold=hold, reason="done")
     with pytest.raises(HoldError, match="already lifted"):
-        hold_lift(user=admin, hold=hold, reason="again")
+        hold_lift(actor=Actor.command(admin), hold=hold, reason="again")
     page = client_for(admin).post(
         reverse("retention_hold_place"), {"target_type": "case", "target_id": 424242, "reason": "r"}
     )
@@ -104,7 +122,7 @@ def test_editing_a_profile_keeps_existing_expiries(admin: Any) -> None:
     before = prompt_set.expires_at
     retention_profile_update(
         profile=RetentionProfile.objects.get(code="US"),
-        changed_by=admin,
+        actor=Actor.command(admin),
         values={"retention_days": 365},
     )
     prompt_set.refresh_from_db()
@@ -115,19 +133,24 @@ def test_expiries_page_lists_upcoming_holds_and_history_and_purge_now_queues(
     admin: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     run = stored_run(stored_prompt_set(days(20)), days(3))
-    hold_place(user=admin, target_type="prompt_set", target_id=run.prompt_set_id, reason="keep")
+    hold_place(
+        actor=Actor.command(admin),
+        target_type="prompt_set",
+        target_id=run.prompt_set_id,
+        reason="keep",
+    )
     client = client_for(admin)
     with (
-        mock.patch("governance.services.purge._queue_purge") as queue,
+        mock.patch("scopeweb.jobs.services.current_app.send_task") as send,
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = client.post(reverse("retention_purge_now"))
     assert response.status_code == 302
     job = Job.objects.get(kind=JobKind.PURGE)
-    queue.assert_called_once_with(str(job.pk))
+    send.assert_called_once_with("governance.tasks.retention_purge_job_task", args=[str(job.pk)])
     from governance.tasks import retention_purge_job_task
 
-    retention_purge_job_task.apply(args=[str(job.pk)])
+    retention_purge_job_task.apply(args=(str(job.pk),))
     job.refresh_from_db()
     assert job.state == "succeeded" and job.result["purge_run"] == PurgeRun.objects.get().pk
     page = client.get(reverse("retention_expiries")).content.decode()

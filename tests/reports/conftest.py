@@ -72,9 +72,7 @@ def store_trace(position: int = 0, **run_fields: Any) -> Trace:
 @pytest.fixture
 def fake_tokenizer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Token strings of ``PIECES`` without the real tokenizer (the case tests ask for it)."""
-    monkeypatch.setattr(
-        "traces.tokens.tokenizer_decode", lambda ids: [PIECES[i] for i in ids]
-    )
+    monkeypatch.setattr("traces.tokens.tokenizer_decode", lambda ids: [PIECES[i] for i in ids])
 
 
 @pytest.fixture

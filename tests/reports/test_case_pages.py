@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from reports.models import AuditCase, CaseState, Evidence
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from tests.conftest import client_for
 from tests.reports.conftest import make_case, store_trace
@@ -165,7 +166,7 @@ def test_auditors_read_signed_off_cases_only_with_evidence_redacted(
 
     signed = make_case(reviewer, S.IN_REVIEW)
     evidence_add(
-        case=signed, user=reviewer, trace=stored_trace, token_start=1, token_end=4,
+        case=signed, actor=Actor.command(reviewer), trace=stored_trace, token_start=1, token_end=4,
         note="Reported by carol@example.org",
     )  # fmt: skip
     AuditCase.objects.filter(pk=signed.pk).update(state=S.SIGNED_OFF)

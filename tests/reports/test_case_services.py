@@ -25,6 +25,7 @@ from reports.services.cases import (
 )
 from reports.services.evidence import evidence_add, evidence_remove
 from reports.services.sign_off import case_sign_off
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from scopeweb.retention.models import RetentionProfile
 from tests.factories import make_user
@@ -65,7 +66,9 @@ def test_every_transition_is_allowed_or_refused_with_a_reason(
     case = make_case(reviewer, start)
     if refusal is None:
         assert to in case_next_states(case)
-        case = case_transition(case=case, user=reviewer, to=to, reason="duplicate of case 1")
+        case = case_transition(
+            case=case, actor=Actor.command(reviewer), to=to, reason="duplicate of case 1"
+        )
         assert case.state == to
         event = AuditEvent.objects.filter(action="case.transition").get()
         assert (event.object_type, event.object_id) == ("auditcase", str(case.pk))
@@ -73,7 +76,7 @@ def test_every_transition_is_allowed_or_refused_with_a_reason(
     else:
         assert to not in case_next_states(case)
         with pytest.raises(CaseRefused) as refused:
-            case_transition(case=case, user=reviewer, to=to, reason="r")
+            case_transition(case=case, actor=Actor.command(reviewer), to=to, reason="r")
         assert refusal in str(refused.value)
         if start in (S.SIGNED_OFF, S.CLOSED) and start != to:
             assert "read-only" in str(refused.value)
@@ -90,8 +93,10 @@ def test_closing_needs_a_reason_and_holds_the_traces_for_the_audit_extension(
 ) -> None:
     case = make_case(reviewer, S.IN_REVIEW, profile="FR")
     with pytest.raises(ValidationError, match="needs a reason"):
-        case_transition(case=case, user=reviewer, to=S.CLOSED)
-    case = case_transition(case=case, user=reviewer, to=S.CLOSED, reason="false positive")
+        case_transition(case=case, actor=Actor.command(reviewer), to=S.CLOSED)
+    case = case_transition(
+        case=case, actor=Actor.command(reviewer), to=S.CLOSED, reason="false positive"
+    )
     days = RetentionProfile.objects.get(code="FR").audit_extension_days
     assert case.closed_at is not None and case.close_reason == "false positive"
     assert case.hold_until is not None
@@ -101,17 +106,21 @@ def test_closing_needs_a_reason_and_holds_the_traces_for_the_audit_extension(
 def test_awaiting_sign_off_needs_the_executive_summary(reviewer: User) -> None:
     case = make_case(reviewer, S.IN_REVIEW, summary="")
     with pytest.raises(CaseRefused, match="write the executive summary first"):
-        case_transition(case=case, user=reviewer, to=S.AWAITING_SIGN_OFF)
-    case_update(case=case, user=reviewer, summary="Two traces follow an injected instruction.")
-    assert case_transition(case=case, user=reviewer, to=S.AWAITING_SIGN_OFF).state == (
-        S.AWAITING_SIGN_OFF
+        case_transition(case=case, actor=Actor.command(reviewer), to=S.AWAITING_SIGN_OFF)
+    case_update(
+        case=case,
+        actor=Actor.command(reviewer),
+        summary="Two traces follow an injected instruction.",
     )
+    assert case_transition(
+        case=case, actor=Actor.command(reviewer), to=S.AWAITING_SIGN_OFF
+    ).state == (S.AWAITING_SIGN_OFF)
     with pytest.raises(ValidationError, match="keeps its executive summary"):
-        case_update(case=case, user=reviewer, summary="  ")
+        case_update(case=case, actor=Actor.command(reviewer), summary="  ")
 
 
 def _sign(case: AuditCase, user: User) -> AuditCase:
-    case_sign_off(case=case, signer=user, statement=f"Checked by {user.username}.")
+    case_sign_off(case=case, actor=Actor.command(user), statement=f"Checked by {user.username}.")
     return AuditCase.objects.get(pk=case.pk)
 
 
@@ -140,7 +149,7 @@ def test_sign_off_counts_distinct_signers_per_profile(
     assert case.hold_until is not None
     extension = timedelta(days=seeded.audit_extension_days)
     assert abs(case.hold_until - (case.signed_off_at + extension)) < timedelta(seconds=5)
-    queue.assert_called_once_with(case=case, user=signers[required - 1])
+    queue.assert_called_once_with(case=case, actor=Actor.command(signers[required - 1]))
     with pytest.raises(CaseRefused, match="signed off and read-only"):
         _sign(case, make_user("late", "reviewer"))
 
@@ -181,7 +190,7 @@ def test_sign_off_refusals(reviewer: User, second_reviewer: User, auditor: User)
     with pytest.raises(CaseRefused, match="audrey may not sign cases off"):
         _sign(case, auditor)
     with pytest.raises(ValidationError, match="statement must not be empty"):
-        case_sign_off(case=case, signer=second_reviewer, statement=" ")
+        case_sign_off(case=case, actor=Actor.command(second_reviewer), statement=" ")
     _sign(case, second_reviewer)
     with pytest.raises(
         CaseRefused, match=r"already signed case \d+ off; a case needs distinct signers"
@@ -194,7 +203,7 @@ def test_sending_back_withdraws_the_sign_offs_given_so_far(
 ) -> None:
     case = make_case(reviewer, S.AWAITING_SIGN_OFF, profile="FR")
     _sign(case, second_reviewer)
-    case_transition(case=case, user=reviewer, to=S.IN_REVIEW)
+    case_transition(case=case, actor=Actor.command(reviewer), to=S.IN_REVIEW)
     assert not case.sign_offs.exists()
     event = AuditEvent.objects.filter(action="case.transition").get()
     assert event.detail == {"withdrawn_sign_offs": ["rob"]}
@@ -203,9 +212,11 @@ def test_sending_back_withdraws_the_sign_offs_given_so_far(
 def test_evidence_pins_the_manifest_chunk_files_and_token_text(
     reviewer: User, stored_trace: Trace
 ) -> None:
-    case = case_open(user=reviewer, title="Injection", profile=stored_trace.run.profile)
+    case = case_open(
+        actor=Actor.command(reviewer), title="Injection", profile=stored_trace.run.profile
+    )
     evidence = evidence_add(
-        case=case, user=reviewer, trace=stored_trace, token_start=1, token_end=4,
+        case=case, actor=Actor.command(reviewer), trace=stored_trace, token_start=1, token_end=4,
         features=[5, 9, 5], note="follows the injected instruction",
     )  # fmt: skip
     assert evidence.token_text == " Ignore all rules"
@@ -240,9 +251,13 @@ def test_evidence_refuses_ranges_and_features_outside_the_trace(
     case = make_case(reviewer)
     with pytest.raises(ValidationError, match=problem.replace("(", "\\(").replace(")", "\\)")):
         evidence_add(
-            case=case, user=reviewer, trace=stored_trace, token_start=start, token_end=end,
+            case=case,
+            actor=Actor.command(reviewer),
+            trace=stored_trace,
+            token_start=start,
+            token_end=end,
             features=features,
-        )  # fmt: skip
+        )
     assert not Evidence.objects.exists()
 
 
@@ -257,10 +272,14 @@ def test_evidence_refuses_artifacts_that_changed_or_are_gone(
     default_storage.delete(features_file)
     default_storage.save(features_file, __import__("io").BytesIO(data + b"x"))
     with pytest.raises(ValidationError, match="no longer matches the manifest"):
-        evidence_add(case=case, user=reviewer, trace=stored_trace, token_start=1, token_end=2)
+        evidence_add(
+            case=case, actor=Actor.command(reviewer), trace=stored_trace, token_start=1, token_end=2
+        )
     default_storage.delete(f"{prefix}/manifest.json")
     with pytest.raises(ValidationError, match="has no stored manifest"):
-        evidence_add(case=case, user=reviewer, trace=stored_trace, token_start=1, token_end=2)
+        evidence_add(
+            case=case, actor=Actor.command(reviewer), trace=stored_trace, token_start=1, token_end=2
+        )
     assert not Evidence.objects.exists()
 
 
@@ -268,18 +287,18 @@ def test_evidence_refuses_artifacts_that_changed_or_are_gone(
 def test_read_only_cases_refuse_every_edit(reviewer: User, stored_trace: Trace, state: str) -> None:
     case = make_case(reviewer, S.IN_REVIEW)
     evidence = evidence_add(
-        case=case, user=reviewer, trace=stored_trace, token_start=1, token_end=2
+        case=case, actor=Actor.command(reviewer), trace=stored_trace, token_start=1, token_end=2
     )
     AuditCase.objects.filter(pk=case.pk).update(state=state)
     name = "signed off" if state == S.SIGNED_OFF else "closed"
     edits = [
-        lambda: case_update(case=case, user=reviewer, title="new"),
+        lambda: case_update(case=case, actor=Actor.command(reviewer), title="new"),
         lambda: evidence_add(
-            case=case, user=reviewer, trace=stored_trace, token_start=1, token_end=2
+            case=case, actor=Actor.command(reviewer), trace=stored_trace, token_start=1, token_end=2
         ),
-        lambda: evidence_remove(case=case, user=reviewer, evidence=evidence),
-        lambda: comment_add(case=case, user=reviewer, body="late"),
-        lambda: case_transition(case=case, user=reviewer, to=S.IN_REVIEW),
+        lambda: evidence_remove(case=case, actor=Actor.command(reviewer), evidence=evidence),
+        lambda: comment_add(case=case, actor=Actor.command(reviewer), body="late"),
+        lambda: case_transition(case=case, actor=Actor.command(reviewer), to=S.IN_REVIEW),
     ]
     for edit in edits:
         with pytest.raises(CaseRefused, match=f"{name}.*read-only"):
@@ -293,16 +312,19 @@ def test_every_action_is_in_the_cases_history(
     reviewer: User, second_reviewer: User, stored_trace: Trace, auditor: User
 ) -> None:
     case = case_open(
-        user=reviewer, title="t", profile=stored_trace.run.profile, assignees=[second_reviewer]
+        actor=Actor.command(reviewer),
+        title="t",
+        profile=stored_trace.run.profile,
+        assignees=[second_reviewer],
     )
     with pytest.raises(ValidationError, match="audrey cannot"):
-        case_update(case=case, user=reviewer, assignees=[auditor])
-    case_update(case=case, user=reviewer, severity="high")
+        case_update(case=case, actor=Actor.command(reviewer), assignees=[auditor])
+    case_update(case=case, actor=Actor.command(reviewer), severity="high")
     evidence = evidence_add(
-        case=case, user=reviewer, trace=stored_trace, token_start=1, token_end=3
+        case=case, actor=Actor.command(reviewer), trace=stored_trace, token_start=1, token_end=3
     )
-    evidence_remove(case=case, user=reviewer, evidence=evidence)
-    comment_add(case=case, user=second_reviewer, body="agree")
+    evidence_remove(case=case, actor=Actor.command(reviewer), evidence=evidence)
+    comment_add(case=case, actor=Actor.command(second_reviewer), body="agree")
     actions = list(
         AuditEvent.objects.filter(object_type="auditcase", object_id=str(case.pk))
         .order_by("id")

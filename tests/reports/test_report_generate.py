@@ -29,6 +29,7 @@ from reports.services.reports import (
     report_generate,
     report_queue,
 )
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import JobKind, JobState
 from scopeweb.retention.models import RetentionProfile
@@ -75,7 +76,7 @@ def dev_key(settings: Any, tmp_path: Path) -> Path:
 def real_run(user: User, prompts: list[str] = PROMPTS) -> AnalysisRun:
     prompt_set = import_prompt_set(user, prompts, name="report prompts")
     sae = sae_register_shipped()[0]
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False)
+    run = run_start(actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False)
     run_execute(run.job_id)
     run.refresh_from_db()
     assert run.traces.count() == len(prompts)
@@ -184,7 +185,7 @@ def test_report_of_a_real_case_reads_back_and_its_signature_holds(
         sae=run.sae, index=evidence[0].features[0], label="instruction override", tags=["jailbreak"]
     )
 
-    report = report_generate(case, user=second_reviewer)
+    report = report_generate(case, actor=Actor.command(second_reviewer))
 
     assert report.self_signed and not report.timestamped
     assert "Scope Web test deployment" in report.signer_subject
@@ -245,7 +246,7 @@ def test_report_of_a_real_case_reads_back_and_its_signature_holds(
     }
 
     with pytest.raises(ReportError, match="already has"):
-        report_generate(case)
+        report_generate(case, actor=Actor.command())
 
 
 def test_report_is_refused_for_a_case_not_signed_off(
@@ -256,9 +257,9 @@ def test_report_is_refused_for_a_case_not_signed_off(
     AuditCase.objects.filter(pk=case.pk).update(state=CaseState.AWAITING_SIGN_OFF)
     case.refresh_from_db()
     with pytest.raises(ReportError, match="only a signed-off case"):
-        report_queue(case=case, user=reviewer)
+        report_queue(case=case, actor=Actor.command(reviewer))
     with pytest.raises(ReportError, match="only a signed-off case"):
-        report_generate(case)
+        report_generate(case, actor=Actor.command())
     assert not CaseReport.objects.exists()
 
 
@@ -271,8 +272,8 @@ def test_queued_report_runs_as_a_job_and_a_second_queue_returns_it(
     run = real_run(reviewer, PROMPTS[:1])
     case = signed_case(reviewer, second_reviewer, run, evidence=1)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job = report_queue(case=case, user=second_reviewer)
-        assert report_queue(case=case, user=reviewer).pk == job.pk
+        job = report_queue(case=case, actor=Actor.command(second_reviewer))
+        assert report_queue(case=case, actor=Actor.command(reviewer)).pk == job.pk
     assert len(callbacks) == 1  # one task queued, on commit
     assert job.kind == JobKind.CASE_REPORT and job.params == {"case_id": case.pk}
 
@@ -282,7 +283,7 @@ def test_queued_report_runs_as_a_job_and_a_second_queue_returns_it(
     assert report is not None and job.state == JobState.SUCCEEDED
     assert job.result["sha256"] == report.sha256 and report.job_id == job.pk
     with pytest.raises(ReportError, match="already has"):
-        report_queue(case=case, user=reviewer)
+        report_queue(case=case, actor=Actor.command(reviewer))
 
 
 def test_signing_failure_stores_nothing_and_fails_the_job_with_the_reason(
@@ -293,7 +294,7 @@ def test_signing_failure_stores_nothing_and_fails_the_job_with_the_reason(
     settings.SIGNING_P12_PASSPHRASE = "not the passphrase"
     with pytest.raises(SigningError, match="passphrase"):
         signing_key_load()
-    job = report_queue(case=case, user=second_reviewer)
+    job = report_queue(case=case, actor=Actor.command(second_reviewer))
 
     assert report_execute(job.pk) is None
 
@@ -312,7 +313,7 @@ def test_missing_key_fails_the_job_naming_the_command(
     settings.SIGNING_P12_PATH = tmp_path / "nowhere.p12"
     run = real_run(reviewer, PROMPTS[:1])
     case = signed_case(reviewer, second_reviewer, run, evidence=1)
-    job = report_queue(case=case, user=second_reviewer)
+    job = report_queue(case=case, actor=Actor.command(second_reviewer))
     report_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.FAILED and "init_signing_key" in job.error

@@ -14,6 +14,7 @@ from django.urls import reverse
 from reports.models import CaseReport, CaseState
 from reports.pdf.signing import default_passphrase_path, signing_key_load
 from reports.services.reports import report_bytes, report_generate
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import Job, JobKind
 from tests.conftest import client_for
@@ -34,7 +35,7 @@ needs_sae = pytest.mark.skipif(not shipped_sae_folders(), reason="no SAE shipped
 def _report(reviewer: User, second_reviewer: User) -> CaseReport:
     run = real_run(reviewer, PROMPTS[:2])
     case = signed_case(reviewer, second_reviewer, run, evidence=1)
-    return report_generate(case, user=second_reviewer)
+    return report_generate(case, actor=Actor.command(second_reviewer))
 
 
 def _upload(data: bytes, name: str = "report.pdf") -> SimpleUploadedFile:

@@ -23,6 +23,7 @@ from reports.models import CaseReport
 from reports.pdf.signing import SigningError
 from reports.pdf.verify import report_verify
 from reports.services.reports import report_bytes, report_generate
+from scopeweb.accounts.actor import Actor
 from tests.reports.test_report_generate import dev_key, real_run, signed_case  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +115,7 @@ def test_report_carries_an_rfc3161_timestamp_from_the_configured_server(
     run = real_run(reviewer)
     case = signed_case(reviewer, second_reviewer, run, evidence=1)
     before = datetime.now(UTC)
-    report = report_generate(case, user=reviewer)
+    report = report_generate(case, actor=Actor.command(reviewer))
     # pyHanko asks twice: once to size the signature's placeholder, once for the token.
     assert report.timestamped and tsa.requests_seen >= 1
     result = report_verify(report_bytes(report))
@@ -132,6 +133,6 @@ def test_a_timestamp_server_that_fails_stores_no_report_and_names_the_server(
     case = signed_case(reviewer, second_reviewer, run, evidence=1)
     tsa.broken = True
     with pytest.raises(SigningError, match=r"timestamp server http://127\.0\.0\.1:"):
-        report_generate(case, user=reviewer)
+        report_generate(case, actor=Actor.command(reviewer))
     assert tsa.requests_seen >= 1
     assert not CaseReport.objects.filter(case=case).exists()

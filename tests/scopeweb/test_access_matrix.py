@@ -11,6 +11,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from governance.models import Export, ExportState, LegalHold
 from reports.models import AuditCase, CaseState
 from scopeweb.accounts.access import rule_of
+from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.services import api_token_create
 from tests.conftest import client_for
@@ -188,12 +189,12 @@ def _kwargs(name: str, objects: dict[str, Any]) -> dict[str, Any]:
 def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) -> None:
     prompt_set = make_prompt_set()
     assert prompt_set.import_job is not None
-    token, _ = api_token_create(user=cast["reviewer"], name="t")  # type: ignore[arg-type]
+    token, _ = api_token_create(actor=Actor.command(cast["reviewer"]), name="t")  # type: ignore[arg-type]
     sae = SaeRecord.objects.create(
         name="tiny", reference="/nowhere", model_name="m", site="resid_post", layer=2,
         width=128, hook_point="model.layers.2.output", params_sha256="0" * 64,
     )  # fmt: skip
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False)
+    run = run_start(actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False)
     trace = make_trace(run)
     case = AuditCase.objects.create(
         title="matrix", profile=prompt_set.profile, state=CaseState.SIGNED_OFF

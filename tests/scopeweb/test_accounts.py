@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.roles import CAPABILITIES, Role
 from scopeweb.accounts.services import admin_ensure, api_token_create, api_token_revoke
@@ -95,13 +96,13 @@ def test_first_admin_is_made_once() -> None:
 
 
 def test_api_token_authenticates_and_revocation_ends_it(reviewer: User) -> None:
-    token, key = api_token_create(user=reviewer, name="ci")
+    token, key = api_token_create(actor=Actor.command(reviewer), name="ci")
     assert key.startswith("sw_") and ApiToken.hash_key(key) == token.key_sha256
     assert key not in str(ApiToken.objects.values_list())  # only the hash is stored
     client = Client(HTTP_AUTHORIZATION=f"Token {key}")
     response = client.get(reverse("api_me"))
     assert response.json() == {"username": "rita", "roles": ["reviewer"]}
-    api_token_revoke(token=token)
+    api_token_revoke(token=token, actor=Actor.command(reviewer))
     response = client.get(reverse("api_me"))
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
@@ -116,7 +117,7 @@ def test_token_page_shows_a_new_key_once(reviewer: User) -> None:
 
 
 def test_revoking_someone_elses_token_is_404(reviewer: User, second_reviewer: User) -> None:
-    token, _ = api_token_create(user=reviewer, name="mine")
+    token, _ = api_token_create(actor=Actor.command(reviewer), name="mine")
     response = client_for(second_reviewer).post(
         reverse("token_revoke", kwargs={"token_id": token.pk})
     )

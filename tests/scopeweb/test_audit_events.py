@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.services import api_token_create
 from scopeweb.audit.models import AuditEvent
@@ -29,7 +30,7 @@ def _only(action: str) -> AuditEvent:
 
 
 def _token_client(user: User) -> Client:
-    _, key = api_token_create(user=user, name="audit test")
+    _, key = api_token_create(actor=Actor.command(user), name="audit test")
     return Client(HTTP_AUTHORIZATION=f"Token {key}")
 
 

@@ -18,6 +18,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.chain import GENESIS
 from scopeweb.audit.models import AuditEvent
 from scopeweb.audit.services import audit_chain_check, audit_head, audit_record
@@ -52,8 +53,7 @@ def _events(count: int, user: User | None = None) -> list[AuditEvent]:
     return [
         audit_record(
             "test.step",
-            user=user,
-            via="command",
+            actor=Actor.command(user),
             object_type="thing",
             object_id=n,
             before={"n": n - 1},
@@ -187,7 +187,9 @@ def test_concurrent_appends_keep_one_chain() -> None:
     def append(n: int) -> None:
         try:
             for step in range(10):
-                audit_record("test.thread", via="command", object_type="t", object_id=f"{n}-{step}")
+                audit_record(
+                    "test.thread", actor=Actor.command(), object_type="t", object_id=f"{n}-{step}"
+                )
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -224,12 +226,11 @@ def test_auditors_and_admins_read_the_log_and_reviewers_do_not(
 def test_the_page_filters_by_actor_action_object_and_time(
     reviewer: User, auditor: User, admin: User
 ) -> None:
-    audit_record("run.start", user=reviewer, via="command", object_type="analysisrun", object_id=7)
-    audit_record("run.cancel", user=admin, via="command", object_type="analysisrun", object_id=7)
+    audit_record("run.start", actor=Actor.command(reviewer), object_type="analysisrun", object_id=7)
+    audit_record("run.cancel", actor=Actor.command(admin), object_type="analysisrun", object_id=7)
     audit_record(
         "retention.update",
-        user=admin,
-        via="command",
+        actor=Actor.command(admin),
         object_type="retentionprofile",
         object_id="UK",
         before={"default_days": 30},
@@ -291,14 +292,13 @@ def test_the_csv_export_streams_the_filtered_events_and_is_itself_recorded(
 ) -> None:
     audit_record(
         "run.start",
-        user=reviewer,
-        via="command",
+        actor=Actor.command(reviewer),
         object_type="analysisrun",
         object_id=3,
         object_repr="=HYPERLINK(1)",
         after={"top_k": 32},
     )
-    audit_record("trace.view", user=reviewer, via="command", object_type="trace", object_id=9)
+    audit_record("trace.view", actor=Actor.command(reviewer), object_type="trace", object_id=9)
     response = client_for(auditor).get(CSV_URL, {"action": "run"})
     assert response.streaming and response["Content-Type"].startswith("text/csv")
     assert "attachment;" in response["Content-Disposition"]
@@ -316,7 +316,7 @@ def test_the_csv_export_streams_the_filtered_events_and_is_itself_recorded(
 @pytest.mark.django_db
 def test_the_api_lists_filtered_events_newest_first(reviewer: User, auditor: User) -> None:
     _events(3, reviewer)
-    audit_record("run.start", user=reviewer, via="command", object_type="analysisrun", object_id=1)
+    audit_record("run.start", actor=Actor.command(reviewer), object_type="analysisrun", object_id=1)
     data = client_for(auditor).get(API, {"action": "test", "actor": "rita"}).json()
     assert data["count"] == 3
     assert [e["after"] for e in data["results"]] == [{"n": 2}, {"n": 1}, {"n": 0}]

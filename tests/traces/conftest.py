@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from scopeweb.accounts.actor import Actor
+
 
 def jsonl(prompts: list[str]) -> bytes:
     return "".join(
@@ -26,7 +28,7 @@ def import_prompt_set(user: Any, prompts: list[str], profile: str = "US", name: 
 
     data = jsonl(prompts)
     job = prompt_set_upload(
-        user=user,
+        actor=Actor.command(user),
         name=name,
         description="",
         profile=RetentionProfile.objects.get(code=profile),

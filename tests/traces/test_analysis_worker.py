@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from scopeweb.accounts.actor import Actor
 from tests.conftest import wait_for_job
 from tests.traces.conftest import import_prompt_set
 from traces.models import Trace, TraceFeature
@@ -65,7 +66,7 @@ def test_a_killed_worker_resumes_from_its_last_chunk_on_retry(
     ]
     prompt_set = import_prompt_set(reviewer, prompts, name="kill test")
     sae = sae_register_shipped()[0]
-    run = run_start(user=reviewer, prompt_set=prompt_set, sae=sae, chunk_prompts=1)
+    run = run_start(actor=Actor.command(reviewer), prompt_set=prompt_set, sae=sae, chunk_prompts=1)
     deadline = time.monotonic() + 240
     while AnalysisRun.objects.get(pk=run.pk).chunks_done < 1:
         assert time.monotonic() < deadline, "the worker never finished a chunk"
@@ -87,7 +88,9 @@ def test_a_killed_worker_resumes_from_its_last_chunk_on_retry(
     stored = list(Trace.objects.filter(run=run).values_list("prompt_id", flat=True))
     assert sorted(stored) == sorted(set(stored)) and len(stored) == 12
 
-    reference = run_start(user=None, prompt_set=prompt_set, sae=sae, chunk_prompts=1, queue=False)
+    reference = run_start(
+        actor=Actor.command(), prompt_set=prompt_set, sae=sae, chunk_prompts=1, queue=False
+    )
     run_execute(reference.job_id)
     hashes = [
         list(

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
+from scopeweb.accounts.actor import Actor
 from tests.factories import make_run, make_sae, make_trace
 from traces.models import FeatureAnnotation, FeatureAnnotationChange, SaeRecord
 from traces.selectors.feature_peaks import feature_top_tokens
@@ -33,7 +34,7 @@ def sae() -> SaeRecord:
 
 
 def save(sae: SaeRecord, index: int, user: User | None, **values: Any) -> Any:
-    return annotation_save(sae=sae, index=index, user=user, values=values)
+    return annotation_save(sae=sae, index=index, actor=Actor.command(user), values=values)
 
 
 # --- edits and their history --------------------------------------------------------------
@@ -102,7 +103,7 @@ def test_bad_values_are_refused_naming_the_field(
     sae: SaeRecord, reviewer: User, values: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(ValidationError) as refused:
-        annotation_save(sae=sae, index=1, user=reviewer, values=values)
+        annotation_save(sae=sae, index=1, actor=Actor.command(reviewer), values=values)
     assert field in refused.value.message_dict
     assert not FeatureAnnotation.objects.exists()
 
@@ -165,13 +166,13 @@ def test_export_then_import_into_an_empty_sae_gives_the_same_annotations(
 
     # The same SAE on another install: same parameters, another name.
     twin = make_sae(name="twin", params_sha256=sae.params_sha256)
-    result = annotations_import(twin, copy.deepcopy(document), admin)
+    result = annotations_import(twin, copy.deepcopy(document), actor=Actor.command(admin))
     assert (result.created, result.changed, result.unchanged) == (2, 0, 0)
     assert _annotations(annotations_export(twin)) == _annotations(document)
     change = FeatureAnnotationChange.objects.filter(annotation__sae=twin).first()
     assert change is not None and change.via == "import" and change.changed_by == admin
 
-    again = annotations_import(twin, document, admin)
+    again = annotations_import(twin, document, actor=Actor.command(admin))
     assert (again.created, again.changed, again.unchanged) == (0, 0, 2)
     assert FeatureAnnotationChange.objects.filter(annotation__sae=twin).count() == 2
 
@@ -181,7 +182,9 @@ def test_import_replaces_the_features_it_names_and_leaves_the_others(
 ) -> None:
     save(sae, 1, reviewer, label="old one")
     save(sae, 2, reviewer, label="untouched")
-    result = annotations_import(sae, {"annotations": [{"index": 1, "label": "new one"}]}, reviewer)
+    result = annotations_import(
+        sae, {"annotations": [{"index": 1, "label": "new one"}]}, actor=Actor.command(reviewer)
+    )
     assert (result.created, result.changed) == (0, 1)
     labels = dict(FeatureAnnotation.objects.values_list("index", "label"))
     assert labels == {1: "new one", 2: "untouched"}
@@ -203,7 +206,7 @@ def test_a_bad_import_names_each_bad_entry_and_field_and_writes_nothing(
         ]
     }
     with pytest.raises(AnnotationImportError) as refused:
-        annotations_import(sae, document, reviewer)
+        annotations_import(sae, document, actor=Actor.command(reviewer))
     found = {(p.entry, p.field) for p in refused.value.problems}
     assert found == {
         (2, "watch_threshold"),
@@ -223,7 +226,7 @@ def test_annotations_of_another_sae_are_refused(sae: SaeRecord, reviewer: User) 
     other = make_sae(name="other")
     save(other, 1, reviewer, label="other's feature")
     with pytest.raises(AnnotationImportError) as refused:
-        annotations_import(sae, annotations_export(other), reviewer)
+        annotations_import(sae, annotations_export(other), actor=Actor.command(reviewer))
     assert refused.value.problems[0].field == "sae_params_sha256"
     assert not FeatureAnnotation.objects.filter(sae=sae).exists()
 

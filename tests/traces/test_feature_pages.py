@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 
 import traces.selectors.feature_examples as feature_examples_module
+from scopeweb.accounts.actor import Actor
 from tests.conftest import client_for
 from tests.factories import make_run, make_sae, make_trace
 from traces.bundle.chunks import write_chunk
@@ -107,7 +108,9 @@ def test_the_feature_page_counts_the_traces_where_it_fired_and_its_peak(
 def test_auditor_reads_annotations_but_cannot_change_them(
     sae: SaeRecord, reviewer: User, auditor: User
 ) -> None:
-    annotation_save(sae=sae, index=5, user=reviewer, values={"label": "names of people"})
+    annotation_save(
+        sae=sae, index=5, actor=Actor.command(reviewer), values={"label": "names of people"}
+    )
     client = client_for(auditor)
     page = client.get(detail_url(sae, 5)).content.decode()
     assert "names of people" in page and annotate_url(sae, 5) not in page
@@ -147,7 +150,7 @@ def test_search_page_finds_by_label_description_and_tag(sae: SaeRecord, reviewer
         (10, {"label": "Lying", "tags": ["deception"]}),
         (20, {"label": "Chemistry", "description": "nerve agents", "tags": ["chem"]}),
     ]:
-        annotation_save(sae=sae, index=index, user=reviewer, values=values)
+        annotation_save(sae=sae, index=index, actor=Actor.command(reviewer), values=values)
     client = client_for(reviewer)
     search = api_url("feature_search", sae)
     assert client.get(search, {"q": "nerve"}).context["page"].object_list[0].index == 20
@@ -171,7 +174,9 @@ def test_suggest_fills_the_label_from_the_top_tokens(
 def test_export_download_and_import_upload_round_trip(
     sae: SaeRecord, reviewer: User, admin: User
 ) -> None:
-    annotation_save(sae=sae, index=8, user=reviewer, values={"label": "a", "tags": ["bias"]})
+    annotation_save(
+        sae=sae, index=8, actor=Actor.command(reviewer), values={"label": "a", "tags": ["bias"]}
+    )
     response = client_for(reviewer).get(api_url("annotations_export", sae))
     assert response["Content-Disposition"] == 'attachment; filename="gemma-l12-annotations.json"'
     document = json.loads(response.content)
@@ -242,9 +247,12 @@ def test_api_refuses_bad_values_naming_the_field(sae: SaeRecord, reviewer: User)
 
 def test_api_search_export_and_import(sae: SaeRecord, reviewer: User, auditor: User) -> None:
     annotation_save(
-        sae=sae, index=3, user=reviewer, values={"label": "weapons", "tags": ["violence"]}
+        sae=sae,
+        index=3,
+        actor=Actor.command(reviewer),
+        values={"label": "weapons", "tags": ["violence"]},
     )
-    annotation_save(sae=sae, index=4, user=reviewer, values={"label": "recipes"})
+    annotation_save(sae=sae, index=4, actor=Actor.command(reviewer), values={"label": "recipes"})
     found = client_for(auditor).get(api_url("api_feature_search", sae), {"q": "violence"}).json()
     assert [a["index"] for a in found["results"]] == [3]
 
@@ -291,7 +299,7 @@ def test_api_feature_and_label_suggestion(
 def test_features_page_lists_saes_with_their_annotation_counts(
     sae: SaeRecord, reviewer: User, auditor: User
 ) -> None:
-    annotation_save(sae=sae, index=1, user=reviewer, values={"label": "x"})
+    annotation_save(sae=sae, index=1, actor=Actor.command(reviewer), values={"label": "x"})
     response = client_for(auditor).get(reverse("feature_index"))
     assert [(s.name, s.annotated) for s in response.context["saes"]] == [("gemma-l12", 1)]
     assert "Features</a>" in response.content.decode()  # in the navigation
@@ -391,7 +399,9 @@ def test_cooccurring_features_rank_by_shared_traces_with_labels(
     sae: SaeRecord, reviewer: User, auditor: User, stored: tuple[Trace, Trace]
 ) -> None:
     make_trace(make_run(sae=sae), 0, {7: (1.0, 1, 1), 42: (0.5, 1, 1), 9: (1.0, 1, 1)})
-    annotation_save(sae=sae, index=7, user=reviewer, values={"label": "sentence openers"})
+    annotation_save(
+        sae=sae, index=7, actor=Actor.command(reviewer), values={"label": "sentence openers"}
+    )
     response = client_for(reviewer).get(detail_url(sae, 42))
     assert response.context["co_scanned"] == 3
     rows = [(c.index, c.shared, c.fired_in, c.label) for c in response.context["cooccurring"]]

@@ -18,6 +18,7 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.urls import reverse
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobKind, JobState
 from tests.conftest import client_for
 from tests.traces.engine_fakes import sae_params, tiny_gemma3, write_sae_folder
@@ -138,7 +139,7 @@ def _read(name: str) -> Any:
 def test_the_job_stores_both_artifacts_and_the_page_shows_them(
     tiny_sae: SaeRecord, tiny_runtime: Any, reviewer: User, auditor: User
 ) -> None:
-    job = feature_stats_start(tiny_sae, user=reviewer, queue=False)
+    job = feature_stats_start(tiny_sae, actor=Actor.command(reviewer), queue=False)
     assert job.kind == JobKind.FEATURE_STATS and job.params["sae_id"] == tiny_sae.pk
     folder = feature_stats_execute(job.pk)
     job.refresh_from_db()
@@ -155,7 +156,9 @@ def test_the_job_stores_both_artifacts_and_the_page_shows_them(
     assert row["feature"] == 3 and row["promoted_ids"] == expected
 
     neighbour = near.slice(3, 1).to_pylist()[0]["neighbour_ids"][0]
-    annotation_save(sae=tiny_sae, index=neighbour, user=reviewer, values={"label": "my twin"})
+    annotation_save(
+        sae=tiny_sae, index=neighbour, actor=Actor.command(reviewer), values={"label": "my twin"}
+    )
     url = reverse("feature_detail", kwargs={"sae_name": tiny_sae.name, "index": 3})
     for user in (reviewer, auditor):  # from the weights: every reader sees them
         page = client_for(user).get(url).content.decode()
@@ -211,7 +214,7 @@ def test_a_failed_job_says_why_and_offers_the_button_again(
         raise ValueError("no such checkpoint")
 
     monkeypatch.setattr("traces.engine.runtime.model_for", refuse)
-    job = feature_stats_start(tiny_sae, user=reviewer, queue=False)
+    job = feature_stats_start(tiny_sae, actor=Actor.command(reviewer), queue=False)
     assert feature_stats_execute(job.pk) is None
     job.refresh_from_db()
     assert job.state == JobState.FAILED and "no such checkpoint" in job.error

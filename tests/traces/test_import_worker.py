@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.services import api_token_create
 from tests.conftest import wait_for_job
 from tests.traces.conftest import jsonl
@@ -25,7 +26,7 @@ def test_worker_imports_an_api_upload(
 ) -> None:
     from django.test import Client
 
-    _, key = api_token_create(user=reviewer, name="worker test")
+    _, key = api_token_create(actor=Actor.command(reviewer), name="worker test")
     client = Client(HTTP_AUTHORIZATION=f"Token {key}")
     prompts = [f"Prompt number {i} asks about rivers and banks." for i in range(300)]
     response = client.post(

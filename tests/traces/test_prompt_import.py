@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
 from scopeweb.retention.models import RetentionProfile
 from tests.conftest import client_for
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 def _import(user: User | None, data: bytes, filename: str = "p.jsonl", profile: str = "US") -> Job:
     job = prompt_set_upload(
-        user=user,
+        actor=Actor.command(user),
         name="set",
         description="",
         profile=RetentionProfile.objects.get(code=profile),

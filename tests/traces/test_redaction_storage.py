@@ -17,6 +17,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import Job, JobState
 from tests.conftest import client_for
@@ -59,7 +60,7 @@ def _forget_original(prompt_set: PromptSet) -> None:
 
 
 def _run(prompt_set: PromptSet, sae: SaeRecord, **kwargs: object) -> AnalysisRun:
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False, **kwargs)  # type: ignore[arg-type]
+    run = run_start(actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False, **kwargs)  # type: ignore[arg-type]
     run_execute(run.job_id)
     run.refresh_from_db()
     return run
@@ -124,7 +125,11 @@ def test_the_original_supplied_again_must_match_every_prompt(
     with pytest.raises(OriginalRefused, match="holds 2 prompts; the prompt set holds 3"):
         data = jsonl(PROMPTS[:2])
         prompt_set_original_supply(
-            uk_set, file=io.BytesIO(data), filename="p.jsonl", size=len(data), user=reviewer
+            uk_set,
+            file=io.BytesIO(data),
+            filename="p.jsonl",
+            size=len(data),
+            actor=Actor.command(reviewer),
         )
 
     answer = client.post(

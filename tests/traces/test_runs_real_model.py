@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
 from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set
@@ -50,7 +51,7 @@ def sae() -> SaeRecord:
 
 
 def _run(prompt_set: PromptSet, sae: SaeRecord, **kwargs: object) -> AnalysisRun:
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False, **kwargs)  # type: ignore[arg-type]
+    run = run_start(actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False, **kwargs)  # type: ignore[arg-type]
     run_execute(run.job_id)
     run.refresh_from_db()
     return run
@@ -89,7 +90,9 @@ def test_an_interrupted_run_resumes_without_gaps_or_duplicates(
     prompt_set: PromptSet, sae: SaeRecord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = _run(prompt_set, sae, chunk_prompts=2)
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False, chunk_prompts=2)
+    run = run_start(
+        actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False, chunk_prompts=2
+    )
     real = analyze.analyze_chunk
     calls = {"n": 0}
 
@@ -128,7 +131,9 @@ def test_generation_marks_completion_tokens(prompt_set: PromptSet, sae: SaeRecor
 
 
 def test_a_cancelled_run_stops_before_its_next_chunk(prompt_set: PromptSet, sae: SaeRecord) -> None:
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False, chunk_prompts=2)
+    run = run_start(
+        actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False, chunk_prompts=2
+    )
     AnalysisRun.objects.filter(pk=run.pk).update(cancel_requested=True)
     run_execute(run.job_id)
     job = Job.objects.get(pk=run.job_id)

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+from scopeweb.accounts.actor import Actor
 from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set
 from traces.bundle.chunks import decode_rows, read_chunk_files
@@ -38,7 +39,7 @@ PROMPTS = [
 def _run(reviewer: User, **kwargs: Any) -> AnalysisRun:
     prompt_set = import_prompt_set(reviewer, PROMPTS, name="trace pages")
     sae = sae_register_shipped()[0]
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False, **kwargs)
+    run = run_start(actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False, **kwargs)
     run_execute(run.job_id)
     run.refresh_from_db()
     assert run.traces.count() == len(PROMPTS)
@@ -221,7 +222,7 @@ def test_a_long_trace_renders_in_one_decode_and_few_queries(
     long_prompt = " ".join(["the river bank held the boat, and the boat held the river"] * 60)
     prompt_set = import_prompt_set(reviewer, [long_prompt], name="long")
     sae: SaeRecord = sae_register_shipped()[0]
-    run = run_start(user=None, prompt_set=prompt_set, sae=sae, queue=False)
+    run = run_start(actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False)
     run_execute(run.job_id)
     trace = Trace.objects.get(run=run)
     assert trace.tokens > 700

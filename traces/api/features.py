@@ -15,7 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from scopeweb.accounts.access import describe, user_may
+from scopeweb.accounts.access import describe
+from scopeweb.accounts.actor import Actor
 from traces.models import FeatureAnnotation, FeatureAnnotationChange, SaeRecord
 from traces.selectors import features as selectors
 from traces.selectors.feature_peaks import feature_top_tokens
@@ -28,7 +29,6 @@ from traces.serializers.features import (
     LabelSuggestionSerializer,
 )
 from traces.services.annotations import (
-    AnnotationImportError,
     annotation_save,
     annotation_snapshot,
     annotations_export,
@@ -115,7 +115,7 @@ class FeatureAnnotationApi(APIView):
 
     def check_permissions(self, request: Request) -> None:
         super().check_permissions(request)
-        if request.method not in SAFE_METHODS and not user_may(request.user, self.write_rule):
+        if request.method not in SAFE_METHODS and not Actor.of(request).may(self.write_rule):
             self.permission_denied(
                 request,
                 message=f"Your role may not change annotations: {describe(self.write_rule)}",
@@ -136,10 +136,9 @@ class FeatureAnnotationApi(APIView):
         annotation_save(
             sae=sae,
             index=index,
-            user=request.user,  # type: ignore[arg-type]
+            actor=Actor.of(request),
             values=values,
             via=FeatureAnnotationChange.Via.API,
-            request=request,
         )
         return Response(AnnotationSerializer(_annotation(sae, index)).data)
 
@@ -186,7 +185,7 @@ class AnnotationsExportApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, sae_name: str) -> Response:
-        return Response(annotations_export(_sae(sae_name), request=request))
+        return Response(annotations_export(_sae(sae_name), actor=Actor.of(request)))
 
 
 class AnnotationsImportApi(APIView):
@@ -205,13 +204,7 @@ class AnnotationsImportApi(APIView):
     )
     def post(self, request: Request, sae_name: str) -> Response:
         sae = _sae(sae_name)
-        try:
-            upload = request.FILES.get("file")
-            data = annotations_parse(upload.read()) if upload is not None else request.data
-            result = annotations_import(sae, data, request.user, request=request)  # type: ignore[arg-type]
-        except AnnotationImportError as exc:
-            return Response(
-                {"detail": str(exc), "problems": [p.as_dict() for p in exc.problems]},
-                status=400,
-            )
+        upload = request.FILES.get("file")
+        data = annotations_parse(upload.read()) if upload is not None else request.data
+        result = annotations_import(sae, data, actor=Actor.of(request))
         return Response(ImportResultSerializer(result).data)

@@ -7,6 +7,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.serializers import JobSerializer
 from traces.models import Prompt
 from traces.selectors.prompt_sets import prompt_set_list
@@ -39,7 +40,7 @@ class PromptSetListApi(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         job = prompt_set_upload(
-            user=request.user,  # type: ignore[arg-type]
+            actor=Actor.of(request),
             name=data.validated_data["name"],
             description=data.validated_data["description"],
             profile=data.validated_data["profile"],

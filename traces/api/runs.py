@@ -5,6 +5,7 @@ from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from scopeweb.accounts.actor import Actor
 from traces.selectors.runs import run_list
 from traces.serializers.runs import RunSerializer, RunStartSerializer
 from traces.services.runs import run_start
@@ -23,7 +24,7 @@ class RunListApi(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         data = RunStartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = run_start(user=request.user, **data.validated_data)  # type: ignore[arg-type]
+        run = run_start(actor=Actor.of(request), **data.validated_data)  # type: ignore[arg-type]
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -14,11 +14,12 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
-from scopeweb.audit.services import audit_record
+from scopeweb.accounts.actor import Actor
 from traces.models import Trace
 from traces.selectors.trace_tokens import ArraysGone, trace_token_view
 from traces.selectors.traces import list_page, trace_list
 from traces.serializers.traces import TraceQuerySerializer, TraceSerializer, TraceTokensSerializer
+from traces.services.traces import trace_viewed
 
 
 class NoCountPagination(BasePagination):
@@ -109,7 +110,7 @@ class TraceTokensApi(APIView):
     )
     def get(self, request: Request, pk: int) -> Response:
         trace = get_object_or_404(Trace.objects.select_related("run__sae"), pk=pk)
-        audit_record("trace.view", request=request, obj=trace)
+        trace_viewed(trace=trace, actor=Actor.of(request))
         try:
             view = trace_token_view(trace)
         except ArraysGone:

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from scopeweb.accounts.actor import Actor
 from traces.models import Trace
 from traces.selectors.triage import triage_queue, tripped_features
 from traces.serializers.triage import (
@@ -17,7 +18,7 @@ from traces.serializers.triage import (
     TriageQueueSerializer,
     TriageReviewSerializer,
 )
-from traces.services.triage import TriageRefused, triage_decide
+from traces.services.triage import triage_decide
 
 LIMIT = 50
 LIMIT_MAX = 500
@@ -37,7 +38,7 @@ class TriageQueueApi(APIView):
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("limit", "")
         limit = min(int(raw), LIMIT_MAX) if raw.isdigit() else LIMIT
-        queue = triage_queue(request.user)  # type: ignore[arg-type]
+        queue = triage_queue(Actor.of(request).person)
         traces = list(queue[:limit])
         tripped = tripped_features(traces)
         for trace in traces:
@@ -64,20 +65,17 @@ class TriageDecideApi(APIView):
         },
     )
     def post(self, request: Request, trace_id: int) -> Response:
+        actor = Actor.of(request)
         trace = get_object_or_404(Trace.objects.select_related("run"), pk=trace_id)
         body = TriageDecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            review = triage_decide(
-                trace=trace,
-                user=request.user,  # type: ignore[arg-type]
-                decision=body.validated_data["decision"],
-                note=body.validated_data.get("note", ""),
-                request=request,
-            )
-        except TriageRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        queue = triage_queue(request.user)  # type: ignore[arg-type]
+        review = triage_decide(  # TriageRefused: 409
+            trace=trace,
+            actor=actor,
+            decision=body.validated_data["decision"],
+            note=body.validated_data.get("note", ""),
+        )
+        queue = triage_queue(actor.person)
         upcoming = queue.values_list("pk", flat=True).first()
         review.next = upcoming  # type: ignore[attr-defined]
         review.queue_length = queue.count()  # type: ignore[attr-defined]

@@ -11,11 +11,13 @@ SAFETY_TAG_CHOICES = [(tag, tag) for tag in SAFETY_TAGS]
 
 
 class FeatureAnnotationForm(forms.Form):
-    """The edit form; the service checks the values again and normalises the tags."""
+    """The edit form. It only parses the fields; ``annotation_values_clean`` (called by the
+    service) is the one validator, and the view shows its problems on these fields."""
 
-    label = forms.CharField(max_length=LABEL_MAX, required=False)
+    label = forms.CharField(required=False, widget=forms.TextInput(attrs={"maxlength": LABEL_MAX}))
     description = forms.CharField(
-        max_length=DESCRIPTION_MAX, required=False, widget=forms.Textarea(attrs={"rows": 4})
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": DESCRIPTION_MAX}),
     )
     safety_tags = forms.MultipleChoiceField(
         choices=SAFETY_TAG_CHOICES, required=False, widget=forms.CheckboxSelectMultiple

@@ -19,8 +19,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from django.core.files.storage import default_storage
 
+from scopeweb.storage import stored_stamp
+from traces.bundle.format import CHUNK_PARTS, chunk_name
 from traces.display.colours import activation_style
 from traces.models import SaeRecord, Trace, TraceFeature
 from traces.selectors.feature_peaks import feature_peak_rows
@@ -168,26 +169,14 @@ def _window(
 def _chunk_stamp(trace: Trace) -> tuple[object, ...] | None:
     """Name, size and modification time of each of the trace's chunk files, or None when a
     file cannot be stat-ed (gone, or a storage that cannot tell): then the files are read."""
-    from traces.bundle.format import CHUNK_PARTS, chunk_name
-
     stamp: list[object] = []
     for part in CHUNK_PARTS:
         name = chunk_name(trace.run.artifact_prefix, trace.chunk, part)
-        try:
-            modified = default_storage.get_modified_time(name)
-            stamp += [_where(name), default_storage.size(name), modified.timestamp()]
-        except (OSError, NotImplementedError):
+        found = stored_stamp(name)
+        if found is None:
             return None
+        stamp += found
     return (trace.arrays_sha256, *stamp)
-
-
-def _where(name: str) -> str:
-    """The file's full path where the storage has one (two data directories can hold the same
-    names), else its name."""
-    try:
-        return str(default_storage.path(name))
-    except NotImplementedError:
-        return name
 
 
 def _cached(key: tuple[object, ...]) -> _Window | None:

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from traces.models import FeatureAnnotation, FeatureAnnotationChange, TraceFeature
-from traces.services.annotations import DESCRIPTION_MAX, LABEL_MAX
 
 
 class AnnotationSerializer(serializers.ModelSerializer):
@@ -34,17 +35,18 @@ class AnnotationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AnnotationInputSerializer(serializers.Serializer):
+class AnnotationInputSerializer(serializers.Serializer[Any]):
     """PUT replaces the annotation (a field left out becomes empty); PATCH changes only the
-    fields it names. Tags are normalised (lower case, ``-`` for spaces), safety tags first."""
+    fields it names. Tags are normalised (lower case, ``-`` for spaces), safety tags first.
+
+    Only the shape is checked here: ``annotation_values_clean`` (called by the service) is the
+    one validator of the values, and its problems come back as a 400 naming each field."""
 
     label = serializers.CharField(  # type: ignore[assignment]  # a field, not Field.label
-        max_length=LABEL_MAX, allow_blank=True, required=False
+        allow_blank=True, required=False, trim_whitespace=False
     )
-    description = serializers.CharField(
-        max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
-    )
-    tags = serializers.ListField(child=serializers.CharField(max_length=60), required=False)
+    description = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
+    tags = serializers.ListField(child=serializers.CharField(), required=False)
     watch_threshold = serializers.FloatField(allow_null=True, required=False)
 
 

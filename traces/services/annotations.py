@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.refusals import Refused
 from traces.models import SAFETY_TAGS, FeatureAnnotation, FeatureAnnotationChange, SaeRecord
@@ -134,14 +134,12 @@ def annotation_save(
     *,
     sae: SaeRecord,
     index: int,
-    user: User | None,
+    actor: Actor,
     values: Mapping[str, Any],
     via: str = FeatureAnnotationChange.Via.WEB,
-    request: Any = None,
 ) -> FeatureAnnotationChange | None:
     """Set a feature's label, description, tags and watch threshold (fields left out of
-    ``values`` become empty). Returns the recorded change, or None when nothing changed.
-    ``request``: the request that asked, for the audit log."""
+    ``values`` become empty). Returns the recorded change, or None when nothing changed."""
     _check_index(sae, index)
     after = annotation_values_clean(values)
     annotation = _locked(sae, index)
@@ -158,20 +156,18 @@ def annotation_save(
         annotation = FeatureAnnotation(sae=sae, index=index)
     for field in changed:
         setattr(annotation, field, after[field])
-    annotation.updated_by = user
+    annotation.updated_by = actor.user
     annotation.save()
     change = FeatureAnnotationChange.objects.create(
         annotation=annotation,
-        changed_by=user,
+        changed_by=actor.user,
         via=via,
         before={field: before[field] for field in changed},
         after={field: after[field] for field in changed},
     )
     audit_record(
         "annotation.change",
-        request=request,
-        user=user,
-        via="command",
+        actor=actor,
         obj=annotation,
         object_repr=f"{sae.name} #{index}",
         before=change.before,
@@ -181,9 +177,9 @@ def annotation_save(
     return change
 
 
-def annotations_export(sae: SaeRecord, *, request: Any = None) -> dict[str, Any]:
+def annotations_export(sae: SaeRecord, *, actor: Actor | None = None) -> dict[str, Any]:
     """Every annotation of ``sae`` as a JSON-ready document that ``annotations_import`` reads.
-    With ``request``, the export is recorded in the audit log as made by its user."""
+    With ``actor``, the export is recorded in the audit log as theirs."""
     rows = FeatureAnnotation.objects.filter(sae=sae).select_related("updated_by").order_by("index")
     document = {
         "format": EXPORT_FORMAT,
@@ -200,11 +196,11 @@ def annotations_export(sae: SaeRecord, *, request: Any = None) -> dict[str, Any]
             for row in rows
         ],
     }
-    if request is not None:
+    if actor is not None:
         count = len(document["annotations"])
         audit_record(
             "annotation.export",
-            request=request,
+            actor=actor,
             obj=sae,
             object_id=sae.name,
             detail={"count": count},
@@ -334,13 +330,11 @@ def _import_check(sae: SaeRecord, data: Any) -> list[tuple[int, dict[str, Any]]]
     return checked
 
 
-def annotations_import(
-    sae: SaeRecord, data: Any, user: User | None, *, request: Any = None
-) -> ImportResult:
+def annotations_import(sae: SaeRecord, data: Any, *, actor: Actor) -> ImportResult:
     """Apply an export document (or one written by hand) to ``sae``: all entries or none.
 
     Features the file leaves out keep their annotations; each entry replaces its feature's
-    annotation and is recorded in its history as made by ``user`` through an import.
+    annotation and is recorded in its history as made by ``actor`` through an import.
     """
     checked = _import_check(sae, data)
     existing = set(
@@ -354,10 +348,9 @@ def annotations_import(
             change = annotation_save(
                 sae=sae,
                 index=index,
-                user=user,
+                actor=actor,
                 values=values,
                 via=FeatureAnnotationChange.Via.IMPORT,
-                request=request,
             )
             if change is not None:
                 if index in existing:
@@ -369,9 +362,7 @@ def annotations_import(
         )
         audit_record(
             "annotation.import",
-            request=request,
-            user=user,
-            via="command",
+            actor=actor,
             obj=sae,
             object_id=sae.name,
             detail={"entries": len(checked), "created": created, "changed": changed},

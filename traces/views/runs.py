@@ -11,6 +11,8 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
+from scopeweb.feedback import show_problems
 from traces.display.plots import histogram_svg
 from traces.forms.runs import RunStartForm
 from traces.models import AnalysisRun
@@ -33,11 +35,10 @@ def run_start_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
     prompt_set = get_object_or_404(prompt_set_list(), pk=prompt_set_id)
     form = RunStartForm(request.POST)
     if not form.is_valid():
-        for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+        show_problems(request, form.errors)
         return redirect("prompt_set_detail", prompt_set_id=prompt_set.pk)
     run = run_start(
-        user=request.user,  # type: ignore[arg-type]
+        actor=Actor.of(request),
         prompt_set=prompt_set,
         sae=form.cleaned_data["sae"],
         top_k=form.cleaned_data["top_k"],
@@ -45,7 +46,6 @@ def run_start_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
         dtype=form.cleaned_data["dtype"],
         generate_tokens=form.cleaned_data["generate_tokens"],
         seed=form.cleaned_data["seed"],
-        request=request,
     )
     return redirect("run_detail", run_id=run.pk)
 
@@ -105,7 +105,7 @@ def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
     if run.job.finished:
         messages.error(request, "The run has already finished; there is nothing to cancel.")
     else:
-        run_cancel(run, user=request.user, request=request)  # type: ignore[arg-type]
+        run_cancel(run, actor=Actor.of(request))
         messages.success(request, "Cancelling: the run stops after its current chunk.")
     return redirect("run_detail", run_id=run.pk)
 
@@ -117,5 +117,5 @@ def run_reproduce_view(request: HttpRequest, run_id: int) -> HttpResponse:
     if run.job.state != "succeeded":
         messages.error(request, "Only a finished run can be reproduced.")
         return redirect("run_detail", run_id=run.pk)
-    rerun = run_reproduce(run, user=request.user, request=request)  # type: ignore[arg-type]
+    rerun = run_reproduce(run, actor=Actor.of(request))
     return redirect("run_detail", run_id=rerun.pk)

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
 
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobKind
 from traces.forms.text_analysis import TextAnalysisForm
 from traces.prompt_files import PromptFileError
@@ -22,7 +23,7 @@ def text_analysis(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             job = text_analysis_start(
-                user=request.user,  # type: ignore[arg-type]
+                actor=Actor.of(request),
                 sae=form.cleaned_data["sae"],
                 text=form.cleaned_data["text"],
                 profile=form.cleaned_data["profile"],

@@ -9,14 +9,15 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from scopeweb.accounts.access import access
-from scopeweb.audit.services import audit_record
+from scopeweb.accounts.actor import Actor
 from traces.display.colours import trace_colouring
 from traces.display.strip import panel_json, panel_payload, strip_html
 from traces.forms.traces import TraceColourForm, TraceFilterForm
 from traces.models import Trace
 from traces.selectors.runs import run_list
-from traces.selectors.trace_tokens import ArraysGone, trace_token_view
+from traces.selectors.trace_tokens import ArraysGone, TraceTokens, trace_token_view
 from traces.selectors.traces import SORTS, list_page, trace_list, trace_neighbours
+from traces.services.traces import trace_viewed
 
 TRACES_PER_PAGE = 50
 
@@ -53,7 +54,7 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
         Trace.objects.select_related("run__sae", "run__profile", "run__prompt_set", "prompt"),
         pk=trace_id,
     )
-    audit_record("trace.view", request=request, obj=trace)
+    trace_viewed(trace=trace, actor=Actor.of(request))
     colour_form = TraceColourForm(request.GET)
     context: dict[str, object] = {
         "trace": trace,
@@ -66,16 +67,22 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
         view = trace_token_view(trace)
     except ArraysGone:
         context["gone"] = True
-        return render(request, "traces/trace_detail.html", context)
+    else:
+        context |= _strip_context(view, colour_form, trace.run.sae.name)
+    return render(request, "traces/trace_detail.html", context)
+
+
+def _strip_context(view: TraceTokens, colour_form: TraceColourForm, sae: str) -> dict[str, object]:
+    """The strip coloured as the form asks, the chosen token, and the side panel's data."""
     mode, feature = colour_form.mode(has_watched=bool(view.watched))
     colouring = trace_colouring(view, mode, feature)
     selected = colour_form.cleaned_data.get("token") if colour_form.is_valid() else None
     if selected is None or selected >= len(view):
         selected = 1 if len(view) > 1 else 0  # the first token after BOS
     panel = panel_payload(view, colouring) | {
-        "featureUrl": reverse("feature_detail", args=[trace.run.sae.name, 0])
+        "featureUrl": reverse("feature_detail", args=[sae, 0])
     }
-    context |= {
+    return {
         "strip_html": strip_html(view, colouring),
         "panel_json": panel_json(panel),
         "colouring": colouring,
@@ -83,4 +90,3 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
         "flagged_tokens": sum(colouring.over),
         "completion_tokens": sum(view.is_completion),
     }
-    return render(request, "traces/trace_detail.html", context)

@@ -11,6 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access
+from scopeweb.accounts.actor import Actor
+from scopeweb.feedback import show_problems
 from traces.display.colours import trace_colouring
 from traces.display.strip import strip_html
 from traces.forms.triage import TriageDecisionForm
@@ -42,7 +44,7 @@ def _strip(trace: Trace, tripped: list[Tripped], raw_feature: str) -> dict[str, 
 
 @access("browse_traces")
 def triage_queue_view(request: HttpRequest) -> HttpResponse:
-    queue = triage_queue(request.user)  # type: ignore[arg-type]
+    queue = triage_queue(Actor.of(request).person)
     trace = queue.first()
     context: dict[str, Any] = {"length": queue.count(), "trace": trace}
     if trace is not None:
@@ -58,17 +60,15 @@ def triage_decide_view(request: HttpRequest, trace_id: int) -> HttpResponse:
     trace = get_object_or_404(Trace.objects.select_related("run"), pk=trace_id)
     form = TriageDecisionForm(request.POST)
     if not form.is_valid():
-        for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+        show_problems(request, form.errors)
         return redirect("triage_queue")
     decision = form.cleaned_data["decision"]
     try:
         triage_decide(
             trace=trace,
-            user=request.user,  # type: ignore[arg-type]
+            actor=Actor.of(request),
             decision=decision,
             note=form.cleaned_data["note"],
-            request=request,
         )
     except TriageRefused as exc:
         messages.error(request, str(exc))

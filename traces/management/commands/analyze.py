@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
 from traces.models import PromptSet, SaeRecord
 from traces.services.runs import run_execute, run_start
@@ -64,7 +65,7 @@ class Command(BaseCommand):
         if not 1 <= options["top_k"] <= 256:
             raise CommandError("--top-k must be between 1 and 256")
         run = run_start(
-            user=None,
+            actor=Actor.command(),
             prompt_set=self._prompt_set(options["prompt_set"]),
             sae=self._sae(options["sae"]),
             top_k=options["top_k"],

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
 from scopeweb.retention.models import RetentionProfile
 from traces.prompt_files import FORMATS, PromptFileError
@@ -42,7 +43,7 @@ class Command(BaseCommand):
         try:
             with path.open("rb") as handle:
                 job = prompt_set_upload(
-                    user=user,
+                    actor=Actor.command(user),
                     name=options["name"],
                     description=options["description"],
                     profile=profile,

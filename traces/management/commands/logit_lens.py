@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
 from traces.models import SaeRecord
 from traces.services.feature_stats import feature_stats_execute, feature_stats_start
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         sae = SaeRecord.objects.filter(name=options["sae"]).first()
         if sae is None:
             raise CommandError(f"Not in the registry: {options['sae']}")
-        job = feature_stats_start(sae, user=None, queue=False)
+        job = feature_stats_start(sae, actor=Actor.command(), queue=False)
         if job.state == JobState.RUNNING:
             raise CommandError(f"A worker is computing it now (job {job.pk}).")
         started = time.monotonic()

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
 from traces.models import AnalysisRun
 from traces.services.runs import run_execute, run_reproduce, run_reproduction_check
@@ -24,7 +25,7 @@ class Command(BaseCommand):
             raise CommandError(f"No run {options['run']}")
         if original.job.state != JobState.SUCCEEDED:
             raise CommandError(f"Run {original.pk} has not succeeded ({original.job.state})")
-        rerun = run_reproduce(original, user=None, queue=False)
+        rerun = run_reproduce(original, actor=Actor.command(), queue=False)
         run_execute(rerun.job_id)
         rerun.refresh_from_db()
         job = Job.objects.get(pk=rerun.job_id)
