@@ -83,7 +83,8 @@ def flops_per_token(loaded: LoadedModel, sae: LoadedSae, mean_len: float) -> flo
     window = min(mean_len / 2, getattr(cfg, "sliding_window", None) or mean_len)
     attention = 2 * 2 * heads * head_dim * window  # QKᵀ and AV over the average context
     sae_flops = 2 * 2 * sae.sae.d_in * sae.sae.d_sae
-    return layers * (2 * (projections + mlp) + attention) + sae_flops
+    flops: float = layers * (2 * (projections + mlp) + attention) + sae_flops  # cfg is untyped
+    return flops
 
 
 def naive(loaded: LoadedModel, sae: LoadedSae, prompts: list[str]) -> tuple[float, list[Any]]:

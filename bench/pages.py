@@ -89,7 +89,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
 
 
-def url_makers(state: dict[str, Any], rng: random.Random) -> dict[str, Callable[[], tuple]]:
+def url_makers(
+    state: dict[str, Any], rng: random.Random
+) -> dict[str, Callable[[], tuple[str, str]]]:
     """Per page, a function giving (variant, url): what reviewers open, in a fixed mix."""
     runs, features = state["runs"], state["bench_features"]
     watched = state["watched_features"]

@@ -22,6 +22,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported at run time only after django.setup()
+    from reports.models import AuditCase
+    from traces.models import AnalysisRun
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIDENCE = 20
@@ -94,7 +99,7 @@ def _bench(work: Path, args: argparse.Namespace) -> None:
     )
 
 
-def _run():  # type: ignore[no-untyped-def]
+def _run() -> AnalysisRun:
     from django.contrib.auth.models import User
 
     from scopeweb.accounts.actor import Actor
@@ -113,7 +118,7 @@ def _run():  # type: ignore[no-untyped-def]
     return run
 
 
-def _case(run):  # type: ignore[no-untyped-def]
+def _case(run: AnalysisRun) -> AuditCase:
     from django.contrib.auth.models import User
     from django.utils import timezone
 
@@ -159,7 +164,7 @@ def _case(run):  # type: ignore[no-untyped-def]
     return case
 
 
-def _stages(case) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _stages(case: AuditCase) -> dict[str, float]:
     from reports.pdf.document import report_document
     from reports.pdf.render import render_pdf
     from reports.pdf.signing import sign_pdf, signing_key_load

@@ -10,6 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from governance.models import Export
+from governance.services.exports import export_execute, export_fail
+from governance.services.purge import retention_purge
+from governance.services.storage import storage_cost_check
 from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job
 from scopeweb.jobs.services import describe_unexpected, job_running, job_succeed
@@ -23,9 +27,6 @@ PURGE_HOURS = 2  # the soft limit; the hard one is five minutes later
     max_retries=3, soft_time_limit=PURGE_HOURS * 3600, time_limit=PURGE_HOURS * 3600 + 300
 )
 def retention_purge_scheduled_task() -> int:
-    from governance.services.purge import retention_purge
-    from governance.services.storage import storage_cost_check
-
     record = retention_purge(trigger="beat")
     storage_cost_check()
     return record.pk
@@ -33,8 +34,6 @@ def retention_purge_scheduled_task() -> int:
 
 @job_task(max_retries=3, soft_time_limit=PURGE_HOURS * 3600, time_limit=PURGE_HOURS * 3600 + 300)
 def retention_purge_job_task(self: JobTask, job_id: str) -> None:
-    from governance.services.purge import retention_purge
-
     job = Job.objects.select_related("created_by").get(pk=job_id)
     if job.finished:
         return
@@ -57,9 +56,6 @@ class ExportTask(JobTask):
         super().on_failure(exc, task_id, args, kwargs, einfo)
         job_id = args[0] if args else kwargs.get("job_id")
         try:
-            from governance.models import Export
-            from governance.services.exports import export_fail
-
             export = Export.objects.filter(job_id=job_id).select_related("job").first()
             if export is not None:
                 user = export.job.created_by if export.job is not None else None
@@ -70,6 +66,4 @@ class ExportTask(JobTask):
 
 @job_task(max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60, base=ExportTask)
 def export_build_task(self: ExportTask, job_id: str) -> None:
-    from governance.services.exports import export_execute
-
     export_execute(job_id)

@@ -4,6 +4,7 @@ import os
 import threading
 
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scopeweb.settings")
 application = get_wsgi_application()
@@ -26,7 +27,7 @@ def _warm_up() -> None:
         load_tokenizer()
     except Exception as exc:  # no model files yet: the first page that needs them says so
         logging.getLogger(__name__).info("tokenizer not warmed: %s", exc)
-    import traces.views.traces  # noqa: F401  # the pages' modules, loaded before the freeze
+    get_resolver().url_patterns  # noqa: B018  # imports every page's module before the freeze
 
     gc.collect()
     gc.freeze()

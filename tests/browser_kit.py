@@ -16,13 +16,12 @@ import pytest
 
 from scopeweb.accounts.actor import Actor
 from tests.factories import make_user
+from tests.tools import needs
 from tests.traces.conftest import import_prompt_set
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 20_000
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"
-)
+needs_chromium = needs(CHROMIUM, package="chromium")
 T = TypeVar("T")
 
 

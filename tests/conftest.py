@@ -18,6 +18,11 @@ from django.test import Client
 
 from tests.browser_kit import page, story  # noqa: F401  (fixtures of the browser stories)
 from tests.factories import make_user
+from tests.tools import check_tools
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    check_tools(item)
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import factory
 from django.contrib.auth.models import Group, User
+from factory import base, declarations, helpers
 
 from scopeweb.jobs.models import Job, JobKind, JobState
 from scopeweb.retention.models import RetentionProfile
@@ -11,17 +13,34 @@ from traces.models import AnalysisRun, Prompt, PromptSet, SaeRecord, Trace, Trac
 
 PASSWORD = "correct horse battery staple"
 
+# factory_boy ships py.typed but leaves its declarations unannotated (and re-exports them from
+# ``factory`` implicitly): typed names for the ones used here.
+Sequence: Callable[[Callable[[int], object]], declarations.Sequence] = declarations.Sequence
+LazyAttribute: Callable[[Callable[[Any], object]], declarations.LazyAttribute] = (
+    declarations.LazyAttribute
+)
+LazyFunction: Callable[[Callable[[], object]], declarations.LazyFunction] = (
+    declarations.LazyFunction
+)
+SubFactory: Callable[[type[base.BaseFactory[Any]]], declarations.SubFactory] = (
+    declarations.SubFactory
+)
+Password: Callable[[str], factory.django.Password] = factory.django.Password
+post_generation: Callable[[Callable[..., None]], declarations.PostGeneration] = (
+    helpers.post_generation
+)
+
 
 class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
         skip_postgeneration_save = True
 
-    username = factory.Sequence(lambda n: f"user{n}")
-    email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
-    password = factory.django.Password(PASSWORD)
+    username = Sequence(lambda n: f"user{n}")
+    email = LazyAttribute(lambda u: f"{u.username}@example.org")
+    password = Password(PASSWORD)
 
-    @factory.post_generation
+    @post_generation
     def role(obj: User, create: bool, extracted: str | None, **kwargs: Any) -> None:
         if create and extracted:
             obj.groups.add(Group.objects.get(name=extracted))
@@ -33,7 +52,7 @@ class JobFactory(factory.django.DjangoModelFactory[Job]):
 
     kind = JobKind.PROMPT_IMPORT
     state = JobState.SUCCEEDED
-    title = factory.Sequence(lambda n: f"Import {n}")
+    title = Sequence(lambda n: f"Import {n}")
 
 
 class PromptSetFactory(factory.django.DjangoModelFactory[PromptSet]):
@@ -41,8 +60,8 @@ class PromptSetFactory(factory.django.DjangoModelFactory[PromptSet]):
         model = PromptSet
         skip_postgeneration_save = True
 
-    name = factory.Sequence(lambda n: f"prompt set {n}")
-    profile = factory.LazyFunction(lambda: RetentionProfile.objects.get(code="US"))
+    name = Sequence(lambda n: f"prompt set {n}")
+    profile = LazyFunction(lambda: RetentionProfile.objects.get(code="US"))
     source_filename = "prompts.jsonl"
     source_format = "jsonl"
     source_sha256 = "0" * 64
@@ -53,9 +72,9 @@ class PromptSetFactory(factory.django.DjangoModelFactory[PromptSet]):
     capture_limit = 1000
     over_limit_count = 0
     tokenizer = "gemma-3-270m"
-    import_job = factory.SubFactory(JobFactory)
+    import_job = SubFactory(JobFactory)
 
-    @factory.post_generation
+    @post_generation
     def prompts(obj: PromptSet, create: bool, extracted: Any, **kwargs: Any) -> None:
         if create:
             for position, text in enumerate(["hello there", "a second prompt"]):
@@ -69,35 +88,35 @@ class PromptSetFactory(factory.django.DjangoModelFactory[PromptSet]):
 
 
 def make_user(username: str, role: str | None = None) -> User:
-    return cast(User, UserFactory(username=username, role=role))
+    return UserFactory.create(username=username, role=role)
 
 
 def make_prompt_set(**fields: Any) -> PromptSet:
-    return cast(PromptSet, PromptSetFactory(**fields))
+    return PromptSetFactory.create(**fields)
 
 
 class SaeRecordFactory(factory.django.DjangoModelFactory[SaeRecord]):
     class Meta:
         model = SaeRecord
 
-    name = factory.Sequence(lambda n: f"sae-{n}")
+    name = Sequence(lambda n: f"sae-{n}")
     reference = "/nowhere"
     model_name = "gemma-3-270m"
     site = "resid_post"
     layer = 12
     width = 4096
     hook_point = "model.layers.12.output"
-    params_sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    params_sha256 = Sequence(lambda n: f"{n:064x}")
 
 
 def make_sae(**fields: Any) -> SaeRecord:
-    return cast(SaeRecord, SaeRecordFactory(**fields))
+    return SaeRecordFactory.create(**fields)
 
 
 def make_run(*, sae: SaeRecord, prompt_set: PromptSet | None = None, **fields: Any) -> AnalysisRun:
     """A finished run row (no engine involved)."""
     prompt_set = prompt_set or make_prompt_set()
-    job = cast(Job, JobFactory(kind=JobKind.ANALYSIS, state=JobState.SUCCEEDED))
+    job = JobFactory.create(kind=JobKind.ANALYSIS, state=JobState.SUCCEEDED)
     return AnalysisRun.objects.create(
         prompt_set=prompt_set, sae=sae, profile=prompt_set.profile, job=job, **fields
     )

@@ -30,7 +30,10 @@ pytestmark = [
 
 
 def _strip_styles(page: Any) -> list[str]:
-    return page.eval_on_selector_all("#strip .tok", "spans => spans.map(s => s.style.cssText)")
+    styles: list[str] = page.eval_on_selector_all(
+        "#strip .tok", "spans => spans.map(s => s.style.cssText)"
+    )
+    return styles
 
 
 def test_reviewer_story(story: Story, live_server: Any, page: Any) -> None:

@@ -39,10 +39,10 @@ def _detail(request: Request, export: Export) -> dict[str, Any]:
     link = (
         request.build_absolute_uri(reverse("api_export_download", args=[token])) if token else None
     )
-    return ExportDetailSerializer(export, context={"link": link}).data  # type: ignore[no-any-return]
+    return ExportDetailSerializer(export, context={"link": link}).data
 
 
-class ExportListApi(generics.ListAPIView):  # type: ignore[type-arg]
+class ExportListApi(generics.ListAPIView[Export]):
     """Your exports, newest first (admins: every export); POST requests one."""
 
     access_rule = "export_data"

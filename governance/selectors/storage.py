@@ -20,6 +20,7 @@ from governance.models import Export
 from scopeweb.jobs.models import Job
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.storage import storage_files, stored_size
+from traces.bundle.manifest import manifest_path
 from traces.models import AnalysisRun
 
 GB = 1024**3
@@ -100,7 +101,7 @@ def _run_bytes(run: AnalysisRun) -> int:
     recorded = (run.summary or {}).get("bytes_stored")
     if isinstance(recorded, int | float):
         # The manifest itself is not among the chunk files it lists.
-        return int(recorded) + stored_size(f"{run.artifact_prefix}/manifest.json")
+        return int(recorded) + stored_size(manifest_path(run.artifact_prefix))
     return sum(stored_size(name) for name in storage_files(run.artifact_prefix))
 
 

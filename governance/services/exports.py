@@ -30,7 +30,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance.models import Export, ExportKind, ExportState
-from governance.services.export_build import ExportBuildError, export_build
+from governance.services.export_build import export_build
+from governance.services.export_zip import ExportBuildError
 from reports.models import AuditCase
 from reports.selectors.cases import cases_visible_to
 from scopeweb.accounts.access import describe

@@ -34,7 +34,7 @@ def expiries(request: HttpRequest) -> HttpResponse:
 @access("purge")
 @require_POST
 def purge_now(request: HttpRequest) -> HttpResponse:
-    job = purge_request(actor=Actor.of(request))  # type: ignore[arg-type]
+    job = purge_request(actor=Actor.of(request))
     messages.success(request, "Purge queued; it is listed under purge history once it ran.")
     return redirect("job_detail", job_id=job.pk)
 

@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 
 
-def read_pdf_upload(upload: UploadedFile | None) -> bytes:
+def read_pdf_upload(upload: UploadedFile[bytes] | None) -> bytes:
     """The uploaded file's bytes; ``ValidationError`` naming the problem (missing, empty, too
     big). Whether it is a PDF is ``report_verify``'s to say."""
     if upload is None:
@@ -16,7 +16,7 @@ def read_pdf_upload(upload: UploadedFile | None) -> bytes:
         raise forms.ValidationError(
             f"The file is {filesizeformat(upload.size)}; at most {filesizeformat(limit)}."
         )
-    data = upload.read(limit + 1)
+    data: bytes = upload.read(limit + 1)  # the stub's File.read is Any
     if not data:
         raise forms.ValidationError("The file is empty.")
     if len(data) > limit:

@@ -14,25 +14,26 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.utils import timezone
-from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import capfirst
+from django.utils.safestring import SafeString
 
 from reports.models import AuditCase, Evidence
 from scopeweb.audit.services import ChainHead, audit_head
+from scopeweb.redaction import redact_text, redact_tokens
 from scopeweb.retention.models import RetentionProfile
+from traces.bundle.manifest import manifest_path
 from traces.display.colours import ORANGES, activation_style, palette_colour
-from traces.display.plots import histogram_svg
+from traces.display.plots import metric_histograms
 from traces.models import AnalysisRun
 from traces.selectors.features import annotation_labels
-from traces.selectors.run_metrics import METRICS, SHORT_NAMES, run_metrics
+from traces.selectors.run_metrics import run_metrics
 from traces.selectors.trace_tokens import ArraysGone, TraceTokens, trace_token_view
+from traces.services.feature_stats import feature_lens, feature_stats_ready
 from traces.tokens import visible_text
 
 CONTEXT_TOKENS = 6  # tokens drawn, uncoloured, on either side of an evidence range
 STRIP_LIMIT = 400  # tokens of one range drawn in the strip; the rest are counted
 LENS_TOKENS = 5
 HISTOGRAM_BINS = 16
-THOUSANDS_FROM = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,6 @@ class _Redactor:
         self.counts: dict[str, int] = {}
 
     def text(self, text: str) -> str:
-        from scopeweb.redaction import redact_text
-
         if not text:
             return text
         found = redact_text(text, self.profile)
@@ -148,8 +147,6 @@ class _Redactor:
         return str(found.text)
 
     def tokens(self, texts: list[str]) -> tuple[list[str], list[str | None]]:
-        from scopeweb.redaction import redact_tokens
-
         if not texts:
             return [], []
         shown, kinds = redact_tokens(texts, self.profile)
@@ -213,8 +210,6 @@ def _strip(
 def _feature_rows(
     view: TraceTokens | None, evidence: Evidence, labels: dict[int, tuple[str, list[str]]]
 ) -> tuple[list[FeatureRow], bool]:
-    from traces.services.feature_stats import feature_lens, feature_stats_ready
-
     sae = evidence.trace.run.sae
     computed = feature_stats_ready(sae)
     rows = []
@@ -284,22 +279,7 @@ def _evidence_section(number: int, evidence: Evidence, redactor: _Redactor) -> E
 
 def _run_section(run: AnalysisRun) -> RunSection:
     metrics = run_metrics(run)
-    plots = []
-    for name, title in METRICS.items():
-        values, unit = metrics.values[name], ""
-        if max(values, default=0.0) >= THOUSANDS_FROM:
-            # The plot's tick labels turn to 1e+04 from 10,000 up: plot in thousands instead.
-            values, unit = [v / 1000 for v in values], " (thousands)"
-        # histogram_svg escapes every text it draws.
-        svg = histogram_svg(
-            values,
-            HISTOGRAM_BINS,
-            f"{capfirst(SHORT_NAMES[name])} of a trace{unit}",
-            title=title,
-            width=330,
-            height=200,
-        )
-        plots.append(mark_safe(svg))  # noqa: S308
+    plots = metric_histograms(metrics, bins=HISTOGRAM_BINS, width=330, height=200)
     unsafe = metrics.unsafe_output.rate
     return RunSection(
         run=run,
@@ -327,10 +307,8 @@ def _pins(sections: list[EvidenceSection], runs: list[AnalysisRun]) -> list[PinR
         for name, sha in sorted((run.pins or {}).items()):
             rows.setdefault((f"run {run.pk}: {name}", str(sha)), []).append(f"run {run.pk}")
         if run.manifest_sha256:
-            rows.setdefault((f"{run.artifact_prefix}/manifest.json", run.manifest_sha256), [])
-            rows[(f"{run.artifact_prefix}/manifest.json", run.manifest_sha256)].append(
-                f"run {run.pk}"
-            )
+            manifest = (manifest_path(run.artifact_prefix), run.manifest_sha256)
+            rows.setdefault(manifest, []).append(f"run {run.pk}")
     for section in sections:
         cited = f"evidence {section.number}"
         for name, sha in sorted((section.evidence.pins or {}).items()):

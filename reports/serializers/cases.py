@@ -75,10 +75,12 @@ class CaseDetailSerializer(CaseSerializer):
 
     def get_evidence(self, case: AuditCase) -> list[dict[str, Any]]:
         items = case.evidence.select_related("trace__run__sae", "added_by").order_by("id")
+        # many=True makes a ListSerializer, whose .data is a list; the stubs type it a ReturnDict.
         return EvidenceSerializer(items, many=True, context=self.context).data  # type: ignore[return-value]
 
     def get_next_states(self, case: AuditCase) -> list[str]:
-        return self.context.get("next_states", [])  # type: ignore[no-any-return]
+        next_states: list[str] = self.context.get("next_states", [])
+        return next_states
 
 
 def _workers() -> Any:

@@ -14,6 +14,7 @@ from scopeweb.storage import bytes_sha256, stored_digest
 from traces.bundle.format import CHUNK_PARTS, chunk_name
 from traces.bundle.manifest import ManifestError, ManifestMissing, manifest_load
 from traces.models import Trace
+from traces.selectors import trace_tokens
 
 FEATURES_MAX = 64
 EVIDENCE_TOKENS_MAX = 1000
@@ -80,8 +81,6 @@ def evidence_pins(trace: Trace) -> dict[str, str]:
 
 
 def _range_text(trace: Trace, start: int, end: int) -> str:
-    from traces.selectors import trace_tokens
-
     try:
         view = trace_tokens.trace_token_view(trace)
     except trace_tokens.ArraysGone as exc:

@@ -14,6 +14,7 @@ from reports.services.cases import (
     refuse_if_read_only,
     state_name,
 )
+from reports.services.reports import report_queue
 from scopeweb.accounts.access import user_may
 from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
@@ -90,6 +91,5 @@ def case_sign_off(*, case: AuditCase, actor: Actor, statement: str) -> SignOff:
 
 def _queue_report(case: AuditCase, actor: Actor) -> None:
     # Imported here: the report module belongs to the report area and loads its own helpers.
-    from reports.services.reports import report_queue
 
     report_queue(case=case, actor=actor)

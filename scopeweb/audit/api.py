@@ -15,7 +15,7 @@ from scopeweb.audit.selectors import audit_event_list
 from scopeweb.audit.serializers import AuditEventSerializer, AuditQuerySerializer
 
 
-class AuditEventListApi(generics.ListAPIView):
+class AuditEventListApi(generics.ListAPIView[AuditEvent]):
     """Audit events (auditors and admins), newest first, filtered by actor, action (or an action
     prefix), object type and id, and time. Each carries the hash of the event before it and its
     own; ``manage.py verify_audit_log`` checks the chain."""

@@ -8,7 +8,7 @@ from scopeweb.audit.models import AuditEvent
 from scopeweb.audit.selectors import AuditQuery
 
 
-class AuditQuerySerializer(serializers.Serializer):
+class AuditQuerySerializer(serializers.Serializer[Any]):
     """The audit log's filters, as query parameters (the same as the page's)."""
 
     actor = serializers.CharField(required=False, max_length=150, help_text="User name.")
@@ -48,7 +48,7 @@ class AuditQuerySerializer(serializers.Serializer):
         )
 
 
-class AuditEventSerializer(serializers.ModelSerializer):
+class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     class Meta:
         model = AuditEvent
         fields = [

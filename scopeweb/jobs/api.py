@@ -4,7 +4,7 @@ from scopeweb.jobs.models import Job
 from scopeweb.jobs.serializers import JobSerializer
 
 
-class JobListApi(generics.ListAPIView):
+class JobListApi(generics.ListAPIView[Job]):
     """Background jobs, newest first."""
 
     access_rule = "view_jobs"
@@ -12,7 +12,7 @@ class JobListApi(generics.ListAPIView):
     queryset = Job.objects.select_related("created_by")
 
 
-class JobDetailApi(generics.RetrieveAPIView):
+class JobDetailApi(generics.RetrieveAPIView[Job]):
     """One job: poll it to follow an import."""
 
     access_rule = "view_jobs"

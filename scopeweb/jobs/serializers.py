@@ -3,7 +3,7 @@ from rest_framework import serializers
 from scopeweb.jobs.models import Job
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(serializers.ModelSerializer[Job]):
     created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
     percent = serializers.IntegerField(read_only=True)
     duration_s = serializers.FloatField(read_only=True, allow_null=True)

@@ -1,37 +1,19 @@
 from __future__ import annotations
 
-from rest_framework import generics, serializers
+from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from scopeweb.accounts.actor import Actor
-from scopeweb.retention.models import EDITABLE_FIELDS, RetentionProfile, RetentionProfileChange
+from scopeweb.retention.models import RetentionProfile
+from scopeweb.retention.serializers import (
+    RetentionProfileDetailSerializer,
+    RetentionProfileSerializer,
+)
 from scopeweb.retention.services import retention_profile_update
 
 
-class RetentionProfileChangeSerializer(serializers.ModelSerializer):
-    changed_by = serializers.CharField(source="changed_by.username", default=None)
-
-    class Meta:
-        model = RetentionProfileChange
-        fields = ["changed_by", "changed_at", "before", "after"]
-
-
-class RetentionProfileSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = RetentionProfile
-        fields = ["code", *EDITABLE_FIELDS]
-        read_only_fields = ["code"]
-
-
-class RetentionProfileDetailSerializer(RetentionProfileSerializer):
-    changes = RetentionProfileChangeSerializer(many=True, read_only=True)
-
-    class Meta(RetentionProfileSerializer.Meta):
-        fields = [*RetentionProfileSerializer.Meta.fields, "changes"]
-
-
-class RetentionProfileListApi(generics.ListAPIView):
+class RetentionProfileListApi(generics.ListAPIView[RetentionProfile]):
     """The retention profiles (every signed-in user may read them, e.g. to pick one)."""
 
     access_rule = "signed_in"
@@ -40,7 +22,7 @@ class RetentionProfileListApi(generics.ListAPIView):
     pagination_class = None
 
 
-class RetentionProfileDetailApi(generics.RetrieveUpdateAPIView):
+class RetentionProfileDetailApi(generics.RetrieveUpdateAPIView[RetentionProfile]):
     """Read or edit one profile (admins only); every change is kept with before and after."""
 
     access_rule = "manage_retention"

@@ -1,11 +1,17 @@
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 
 from scopeweb.retention.models import EDITABLE_FIELDS, RetentionProfile
 
+if TYPE_CHECKING:
+    # ModelForm is generic only in the stubs: subscripting it at runtime needs django_stubs_ext.
+    _ProfileModelForm = forms.ModelForm[RetentionProfile]
+else:
+    _ProfileModelForm = forms.ModelForm
 
-class RetentionProfileForm(forms.ModelForm):
+
+class RetentionProfileForm(_ProfileModelForm):
     class Meta:
         model = RetentionProfile
         fields = list(EDITABLE_FIELDS)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.apps import apps
+from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
@@ -106,7 +107,7 @@ def test_purge_schedule_reads_a_crontab_and_names_a_bad_one() -> None:
         parse_crontab("X", "61 * * * *")
 
 
-def test_an_imported_prompt_set_gets_its_expiry(reviewer: object) -> None:
+def test_an_imported_prompt_set_gets_its_expiry(reviewer: User) -> None:
     from tests.traces.conftest import import_prompt_set
 
     fr = RetentionProfile.objects.get(code="FR")

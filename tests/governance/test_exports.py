@@ -91,7 +91,7 @@ def zip_of(export: Export) -> zipfile.ZipFile:
 
 def check_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
     """The manifest lists every other file with its true sha256 and size."""
-    manifest = json.loads(archive.read("manifest.json"))
+    manifest: dict[str, Any] = json.loads(archive.read("manifest.json"))
     listed = {f["name"]: f for f in manifest["files"]}
     assert set(listed) == set(archive.namelist()) - {"manifest.json"}
     for name, entry in listed.items():

@@ -21,7 +21,7 @@ from traces.models import FeatureAnnotation, Trace, TriageReview
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_tokenizer")]
 S = CaseState
-QUEUE = "reports.services.reports.report_queue"
+QUEUE = "reports.services.sign_off.report_queue"
 
 
 def _messages(page: Any) -> str:

@@ -4,6 +4,7 @@ the services."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -35,7 +36,7 @@ from traces.models import Trace
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_tokenizer")]
 S = CaseState
-QUEUE = "reports.services.reports.report_queue"
+QUEUE = "reports.services.sign_off.report_queue"
 
 # (from, to) -> None when allowed, else words the refusal must hold.
 TRANSITIONS: list[tuple[str, str, str | None]] = [
@@ -291,7 +292,7 @@ def test_read_only_cases_refuse_every_edit(reviewer: User, stored_trace: Trace, 
     )
     AuditCase.objects.filter(pk=case.pk).update(state=state)
     name = "signed off" if state == S.SIGNED_OFF else "closed"
-    edits = [
+    edits: list[Callable[[], object]] = [
         lambda: case_update(case=case, actor=Actor.command(reviewer), title="new"),
         lambda: evidence_add(
             case=case, actor=Actor.command(reviewer), trace=stored_trace, token_start=1, token_end=2

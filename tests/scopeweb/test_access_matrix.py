@@ -189,7 +189,7 @@ def _kwargs(name: str, objects: dict[str, Any]) -> dict[str, Any]:
 def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) -> None:
     prompt_set = make_prompt_set()
     assert prompt_set.import_job is not None
-    token, _ = api_token_create(actor=Actor.command(cast["reviewer"]), name="t")  # type: ignore[arg-type]
+    token, _ = api_token_create(actor=Actor.command(cast["reviewer"]), name="t")
     sae = SaeRecord.objects.create(
         name="tiny", reference="/nowhere", model_name="m", site="resid_post", layer=2,
         width=128, hook_point="model.layers.2.output", params_sha256="0" * 64,

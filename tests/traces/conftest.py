@@ -3,11 +3,16 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from scopeweb.accounts.actor import Actor
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from traces.models import PromptSet
 
 
 def jsonl(prompts: list[str]) -> bytes:
@@ -21,7 +26,9 @@ def uploads_dir(settings: pytest.FixtureRequest) -> Path:
     return Path(settings.MEDIA_ROOT) / "uploads"  # type: ignore[attr-defined]
 
 
-def import_prompt_set(user: Any, prompts: list[str], profile: str = "US", name: str = "set") -> Any:
+def import_prompt_set(
+    user: User | None, prompts: list[str], profile: str = "US", name: str = "set"
+) -> PromptSet:
     """Import prompts through the real service, in this process."""
     from scopeweb.retention.models import RetentionProfile
     from traces.services.prompt_sets import prompt_set_import, prompt_set_upload

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
 
+if TYPE_CHECKING:
+    from transformers import Gemma3ForCausalLM
+
 D_MODEL = 64
 
 
-def tiny_gemma3(seed: int = 0) -> torch.nn.Module:
+def tiny_gemma3(seed: int = 0) -> Gemma3ForCausalLM:
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(seed)
-    config = Gemma3TextConfig(
+    config = Gemma3TextConfig(  # type: ignore[no-untyped-call]  # unannotated in transformers
         vocab_size=300,
         hidden_size=D_MODEL,
         intermediate_size=128,
@@ -26,7 +30,9 @@ def tiny_gemma3(seed: int = 0) -> torch.nn.Module:
         sliding_window=8,
         max_position_embeddings=256,
     )
-    return Gemma3ForCausalLM(config).eval()
+    model = Gemma3ForCausalLM(config)
+    model.eval()  # type: ignore[no-untyped-call]  # PreTrainedModel.eval is unannotated
+    return model
 
 
 def sae_params(d_in: int = D_MODEL, d_sae: int = 128, seed: int = 0) -> dict[str, torch.Tensor]:

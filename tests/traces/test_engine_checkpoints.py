@@ -26,15 +26,15 @@ HUB_SAE = "google/gemma-scope-2-270m-pt/resid_post/layer_2_width_16k_l0_medium"
 def _tokenizer() -> Tokenizer:
     words = ["<pad>", "<eos>", "<bos>", "[UNK]"] + [f"w{i}" for i in range(100)]
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # type: ignore[assignment]
-    tokenizer.post_processor = processors.TemplateProcessing(  # type: ignore[assignment]
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
         single="<bos> $A", special_tokens=[("<bos>", 2)]
     )
     return tokenizer
 
 
 def _checkpoint(folder: Path) -> Path:
-    tiny_gemma3().save_pretrained(folder, safe_serialization=True)  # type: ignore[operator]
+    tiny_gemma3().save_pretrained(folder, safe_serialization=True)
     _tokenizer().save(str(folder / "tokenizer.json"))
     return folder
 

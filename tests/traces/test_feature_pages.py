@@ -17,7 +17,7 @@ import traces.selectors.feature_examples as feature_examples_module
 from scopeweb.accounts.actor import Actor
 from tests.conftest import client_for
 from tests.factories import make_run, make_sae, make_trace
-from traces.bundle.chunks import write_chunk
+from traces.bundle.chunks import stored_chunk_files, write_chunk
 from traces.bundle.format import CHUNK_PARTS, canonicalize, chunk_name
 from traces.models import (
     AnalysisRun,
@@ -419,18 +419,16 @@ def test_cooccurring_features_rank_by_shared_traces_with_labels(
 def test_example_windows_are_served_from_the_cache_until_the_files_change(
     sae: SaeRecord, stored: tuple[Trace, Trace], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import traces.bundle.chunks
-
     feature_examples_module._WINDOWS.clear()
     first = feature_examples(sae, 42)
     reads: list[int] = []
-    original = traces.bundle.chunks.stored_chunk_files
+    original = stored_chunk_files
 
     def counting(prefix: str, chunk: int) -> dict[str, bytes] | None:
         reads.append(chunk)
         return original(prefix, chunk)
 
-    monkeypatch.setattr(traces.bundle.chunks, "stored_chunk_files", counting)
+    monkeypatch.setattr(feature_examples_module, "stored_chunk_files", counting)
     again = feature_examples(sae, 42)
     assert reads == [] and again == first  # one stat per file, no read, the same windows
     # Rewritten files (another run's arrays under the same names) are read again.

@@ -1,24 +1,24 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
-from traces.prompt_files import Limits, PromptFileError, parse_prompt_file
+from traces.prompt_files import Limits, ParsedPrompt, PromptFileError, parse_prompt_file
 
 LIMITS = Limits(max_bytes=5_000_000, max_prompts=20_000, max_chars=2_000)
 
 
-def parse(data: bytes | str, filename: str = "p.jsonl", **kw: Any) -> list[Any]:
+def parse(
+    data: bytes | str, filename: str = "p.jsonl", *, limits: Limits = LIMITS, file_format: str = ""
+) -> list[ParsedPrompt]:
     raw = data.encode() if isinstance(data, str) else data
-    limits = kw.pop("limits", LIMITS)
-    return parse_prompt_file(raw, filename=filename, limits=limits, **kw)[1]  # type: ignore[arg-type]
+    return parse_prompt_file(raw, filename=filename, limits=limits, file_format=file_format)[1]
 
 
-def problems(data: bytes | str, filename: str = "p.jsonl", **kw: Any) -> list[str]:
+def problems(data: bytes | str, filename: str = "p.jsonl", *, limits: Limits = LIMITS) -> list[str]:
     with pytest.raises(PromptFileError) as caught:
-        parse(data, filename, **kw)
+        parse(data, filename, limits=limits)
     return [str(problem) for problem in caught.value.problems]
 
 
@@ -27,9 +27,9 @@ def test_jsonl_reads_prompt_id_tags_and_keeps_other_keys() -> None:
         '{"prompt": "hello", "id": 7, "tags": ["a", "b"], "source": "x"}\n\n{"prompt": "second"}\n'
     )
     first, second = rows
-    assert (first.line, first.text, first.external_id, first.tags) == (1, "hello", "7", ["a", "b"])  # type: ignore[attr-defined]
-    assert first.metadata == {"source": "x"}  # type: ignore[attr-defined]
-    assert second.line == 3  # type: ignore[attr-defined]
+    assert (first.line, first.text, first.external_id, first.tags) == (1, "hello", "7", ["a", "b"])
+    assert first.metadata == {"source": "x"}
+    assert second.line == 3
 
 
 def test_every_bad_jsonl_row_is_listed_by_line() -> None:
@@ -53,7 +53,7 @@ def test_csv_needs_a_prompt_column_and_names_what_it_found() -> None:
 
 def test_csv_reads_quoted_multiline_prompts_and_reports_their_first_line() -> None:
     rows = parse('id,Prompt,tags\n1,"two\nlines",x;y\n2,plain,\n', "p.csv")
-    assert [(r.line, r.text, r.tags) for r in rows] == [  # type: ignore[attr-defined]
+    assert [(r.line, r.text, r.tags) for r in rows] == [
         (2, "two\nlines", ["x", "y"]),
         (4, "plain", []),
     ]
@@ -64,7 +64,7 @@ def test_csv_reads_quoted_multiline_prompts_and_reports_their_first_line() -> No
 
 def test_plain_text_skips_blank_lines() -> None:
     rows = parse("first\n\n  \nsecond\r\n", "p.txt")
-    assert [(r.line, r.text) for r in rows] == [(1, "first"), (4, "second")]  # type: ignore[attr-defined]
+    assert [(r.line, r.text) for r in rows] == [(1, "first"), (4, "second")]
 
 
 def test_wrong_encoding_names_the_line_and_byte() -> None:
@@ -75,7 +75,7 @@ def test_wrong_encoding_names_the_line_and_byte() -> None:
 
 
 def test_utf8_bom_is_accepted() -> None:
-    assert [r.text for r in parse("\ufefffirst\n", "p.txt")] == ["first"]  # type: ignore[attr-defined]
+    assert [r.text for r in parse("\ufefffirst\n", "p.txt")] == ["first"]
 
 
 def test_empty_file_is_refused() -> None:
@@ -108,7 +108,7 @@ def test_duplicate_prompts_and_ids_point_at_the_first() -> None:
 
 def test_unknown_extension_asks_for_a_format() -> None:
     assert "name it .jsonl, .csv or .txt" in problems("a", "prompts.xlsx")[0]
-    assert [r.text for r in parse("a\n", "prompts.data", file_format="txt")] == ["a"]  # type: ignore[attr-defined]
+    assert [r.text for r in parse("a\n", "prompts.data", file_format="txt")] == ["a"]
 
 
 def test_ten_thousand_lines_with_one_bad_row_at_the_end() -> None:

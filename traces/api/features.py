@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -55,7 +56,7 @@ def _annotation(sae: SaeRecord, index: int) -> FeatureAnnotation:
     return selectors.annotation_for(sae, index) or FeatureAnnotation(sae=sae, index=index)
 
 
-class FeatureSearchApi(generics.ListAPIView):
+class FeatureSearchApi(generics.ListAPIView[FeatureAnnotation]):
     """Annotated features of an SAE whose label, description or tags hold every word of ``q``;
     a number also finds that feature. ``tag`` keeps those with the tag, ``watched=1`` the
     watched ones."""
@@ -73,7 +74,7 @@ class FeatureSearchApi(generics.ListAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[FeatureAnnotation]:
         params = self.request.query_params
         return selectors.feature_search(
             _sae(self.kwargs["sae_name"]),
@@ -151,13 +152,13 @@ class FeatureAnnotationApi(APIView):
         return self._save(request, sae_name, index, partial=True)
 
 
-class FeatureAnnotationHistoryApi(generics.ListAPIView):
+class FeatureAnnotationHistoryApi(generics.ListAPIView[FeatureAnnotationChange]):
     """A feature's annotation changes, newest first: only the changed fields, before and after."""
 
     access_rule = "read_annotations"
     serializer_class = AnnotationChangeSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[FeatureAnnotationChange]:
         sae, index = _feature(self.kwargs["sae_name"], self.kwargs["index"])
         return selectors.annotation_history(sae, index)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -9,7 +10,7 @@ from rest_framework.response import Response
 
 from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.serializers import JobSerializer
-from traces.models import Prompt
+from traces.models import Prompt, PromptSet
 from traces.selectors.prompt_sets import prompt_set_list
 from traces.serializers.prompt_sets import (
     PromptSerializer,
@@ -19,14 +20,14 @@ from traces.serializers.prompt_sets import (
 from traces.services.prompt_sets import prompt_set_upload
 
 
-class PromptSetListApi(generics.ListAPIView):
+class PromptSetListApi(generics.ListAPIView[PromptSet]):
     """Prompt sets (GET), or upload a file to import as a new one (POST, multipart)."""
 
     access_rule = "upload_prompt_set"
     serializer_class = PromptSetSerializer
     parser_classes = [MultiPartParser, FormParser]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[PromptSet]:
         return prompt_set_list()
 
     @extend_schema(
@@ -52,20 +53,20 @@ class PromptSetListApi(generics.ListAPIView):
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
-class PromptSetDetailApi(generics.RetrieveAPIView):
+class PromptSetDetailApi(generics.RetrieveAPIView[PromptSet]):
     access_rule = "view_prompt_set"
     serializer_class = PromptSetSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[PromptSet]:
         return prompt_set_list()
 
 
-class PromptListApi(generics.ListAPIView):
+class PromptListApi(generics.ListAPIView[Prompt]):
     """A prompt set's prompts in file order, with token counts."""
 
     access_rule = "view_prompt_set"
     serializer_class = PromptSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Prompt]:
         prompt_set = get_object_or_404(prompt_set_list(), pk=self.kwargs["pk"])
         return Prompt.objects.filter(prompt_set=prompt_set).order_by("position")

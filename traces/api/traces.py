@@ -79,7 +79,7 @@ class NoCountPagination(BasePagination):
         ]
 
 
-class TraceListApi(generics.ListAPIView):
+class TraceListApi(generics.ListAPIView[Trace]):
     """Traces, filtered by run, prompt set, profile, text, a feature (above a value) or the
     flagged mark, and sorted by tokens, L0, FVU, residual norm or the feature's peak. Pages
     carry next/previous links and no total."""

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import capfirst
+
+from traces.selectors.run_metrics import METRICS, SHORT_NAMES, RunMetrics
 
 BAR = "#0072b2"  # Okabe–Ito blue
 BAND = "#e69f00"  # Okabe–Ito orange
@@ -24,7 +29,7 @@ def nice_step(span: float, target: int = 5) -> float:
     if span <= 0 or not math.isfinite(span):
         return 1.0
     raw = span / target
-    power = 10 ** math.floor(math.log10(raw))
+    power: float = 10.0 ** math.floor(math.log10(raw))
     for factor in (1, 2, 5, 10):
         if factor * power >= raw:
             return factor * power
@@ -159,3 +164,29 @@ def histogram_svg(
         f'font-size="11" fill="{INK}">{escape(label)}</text></svg>'
     )
     return "".join(parts)
+
+
+def histogram_html(values: Sequence[float], bins: int, label: str, **options: Any) -> SafeString:
+    """``histogram_svg``, ready to inline in a template (it escapes every text it draws)."""
+    return mark_safe(histogram_svg(values, bins, label, **options))  # noqa: S308
+
+
+def metric_histograms(
+    metrics: RunMetrics, *, bins: int = 20, width: int = 360, height: int = 220
+) -> list[SafeString]:
+    """One histogram per trace metric of a run (L0, FVU, residual norm), with the baseline's
+    [p1, p99] band where the metrics have a baseline: the run page and the signed report draw
+    these same plots."""
+    bands = metrics.anomalies.bands if metrics.anomalies else {}
+    return [
+        histogram_html(
+            metrics.values[name],
+            bins,
+            f"{capfirst(SHORT_NAMES[name])} of a trace (bar height: traces)",
+            title=title,
+            band=bands.get(name),
+            width=width,
+            height=height,
+        )
+        for name, title in METRICS.items()
+    ]

@@ -25,6 +25,7 @@ from traces.bundle.redaction import REDACTION_RUN_START, redaction_code
 from traces.engine.capture import batches_by_length, capture_residual, make_batch
 from traces.engine.model import LoadedModel
 from traces.engine.sae import LoadedSae
+from traces.tokens import piece_text
 
 
 @dataclass
@@ -74,8 +75,6 @@ def _redaction_marks(
 ) -> tuple[np.ndarray, list[str]]:
     """The ``redacted`` byte of each token of ``sequence`` and its ``[CATEGORY]`` label ("" when
     kept). BOS takes no part in detection."""
-    from traces.tokens import piece_text
-
     texts = [""] + [piece_text(loaded.tokenizer.id_to_token(int(i)) or "") for i in sequence[1:]]
     shown, categories = redaction.find(texts)
     marks = np.zeros(len(sequence), dtype=np.uint8)

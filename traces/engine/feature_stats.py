@@ -51,7 +51,9 @@ class FeatureStats:
 def unembedding(model: Any) -> torch.Tensor:
     """The model's output embedding ``W_U [vocab, d_in]`` (the input embedding when tied)."""
     output = model.get_output_embeddings()
-    weight = output.weight if output is not None else model.get_input_embeddings().weight
+    weight: torch.Tensor = (
+        output.weight if output is not None else model.get_input_embeddings().weight
+    )
     return weight.detach()
 
 

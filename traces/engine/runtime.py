@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import platform
 import threading
+from collections.abc import Callable
 
 import torch
 
@@ -27,7 +28,8 @@ def default_dtype() -> str:
         fast = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         fast = False
-    return "bfloat16" if fast and torch.backends.mkldnn.is_available() else "float32"
+    mkldnn_available: Callable[[], bool] = torch.backends.mkldnn.is_available  # unannotated
+    return "bfloat16" if fast and mkldnn_available() else "float32"
 
 
 def model_for(reference: str, dtype: str) -> LoadedModel:

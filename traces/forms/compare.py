@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from scopeweb.jobs.models import JobState
 from traces.models import AnalysisRun
 
 
-def _finished_runs() -> forms.ModelChoiceField:
+def _finished_runs() -> forms.ModelChoiceField[AnalysisRun]:
     return forms.ModelChoiceField(
         queryset=AnalysisRun.objects.filter(job__state=JobState.SUCCEEDED).select_related(
             "prompt_set", "sae"
@@ -18,8 +20,8 @@ class RunCompareForm(forms.Form):
     a = _finished_runs()
     b = _finished_runs()
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         for name, label in (("a", "Baseline run"), ("b", "Candidate run")):
             field = self.fields[name]
             field.label = label

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from scopeweb.storage import stored_stamp
+from traces.bundle.chunks import feature_activations, stored_chunk_files, token_rows
 from traces.bundle.format import CHUNK_PARTS, chunk_name
+from traces.bundle.redaction import redacted_texts, redaction_table
 from traces.display.colours import activation_style
 from traces.models import SaeRecord, Trace, TraceFeature
 from traces.selectors.feature_peaks import feature_peak_rows
@@ -76,8 +78,6 @@ def feature_examples(
 ) -> list[FeatureExample]:
     """The feature's ``limit`` strongest traces, each as ``window`` tokens either side of its
     peak, strongest first. A trace whose chunk files are gone comes without its window."""
-    from traces.bundle.chunks import stored_chunk_files
-
     found: list[_Found] = []
     chunks: dict[tuple[int, int], dict[str, bytes] | None] = {}
     for row in feature_peak_rows(sae, index, limit):
@@ -150,9 +150,6 @@ def _window(
 ) -> _Window:
     """The feature's values and the token ids ``window`` tokens either side of its peak in
     ``trace``, read from only the row groups that hold them."""
-    from traces.bundle.chunks import feature_activations, token_rows
-    from traces.bundle.redaction import redacted_texts, redaction_table
-
     values = feature_activations(files, index, trace.row, trace.row + trace.tokens)
     values[:1] = 0.0  # BOS: an outlier, and kept out of the index
     peak = int(values.argmax()) if values.any() else row.first_position

@@ -12,15 +12,16 @@ loaded only when there is something to decode.
 
 from __future__ import annotations
 
+from traces.bundle.chunks import feature_activations, stored_chunk_files, token_rows
+from traces.bundle.redaction import redacted_category, redaction_table
 from traces.models import SaeRecord, TraceFeature
+from traces.selectors.features import sae_index_rows
 from traces.tokens import Decode, tokenizer_decode
 
 
 def feature_peak_rows(sae: SaeRecord, index: int, limit: int) -> list[TraceFeature]:
     """The index rows of the feature's ``limit`` strongest traces, strongest first, with each
     trace, its run and its prompt."""
-    from traces.selectors.features import sae_index_rows
-
     return list(
         sae_index_rows(sae)
         .filter(feature=index)
@@ -34,8 +35,6 @@ def feature_peak_traces(
 ) -> list[tuple[TraceFeature, dict[str, bytes] | None]]:
     """``feature_peak_rows``, each with its chunk's files (each chunk read once; None when they
     are gone)."""
-    from traces.bundle.chunks import stored_chunk_files
-
     chunks: dict[tuple[int, int], dict[str, bytes] | None] = {}
     found = []
     for row in feature_peak_rows(sae, index, limit):
@@ -54,9 +53,6 @@ def feature_top_tokens(
 
     BOS is left out, as in the index. Traces whose chunk files are gone are skipped.
     """
-    from traces.bundle.chunks import feature_activations, token_rows
-    from traces.bundle.redaction import redacted_category, redaction_table
-
     ids: list[int] = []
     redacted: dict[int, str] = {}  # place in ``ids`` -> the category shown instead
     for row, files in feature_peak_traces(sae, index, limit):

@@ -166,7 +166,7 @@ def _sae_token_totals(sae: SaeRecord) -> dict[str, int]:
     a purge shows once the entry expires."""
     newest = Trace.objects.aggregate(newest=Max("id"))["newest"] or 0
     key = f"sae-token-totals:{sae.pk}:{newest}"
-    totals = cache.get(key)
+    totals: dict[str, int] | None = cache.get(key)
     if totals is None:
         traces = Trace.objects.all()
         if AnalysisRun.objects.exclude(sae=sae).exists():
@@ -201,8 +201,6 @@ def feature_cooccurrence(
 ) -> tuple[int, list[CoFeature]]:
     """The features that fired in most of the same traces as ``index``, scanning the ``scan``
     traces where it peaked highest. Returns (traces scanned, features by shared traces)."""
-    from traces.selectors.trace_tokens import annotation_labels
-
     rows = sae_index_rows(sae)
     traces = list(
         rows.filter(feature=index)

@@ -18,6 +18,7 @@ import numpy as np
 from django.db.models import Count, F, Max, QuerySet
 
 from scopeweb.jobs.models import JobState
+from traces.bundle.chunks import decode_rows, stored_chunk_files
 from traces.models import AnalysisRun, FeatureAnnotation, Trace, TraceFeature
 from traces.selectors.features import watched_features
 from traces.selectors.traces import flagged_condition
@@ -172,14 +173,14 @@ def _over_rows(arrays: dict[str, np.ndarray], watched: dict[int, float]) -> np.n
     over = np.zeros(idx.shape[0], dtype=bool)
     for feature, threshold in watched.items():
         over |= ((idx == feature) & (val > threshold)).any(axis=1)
-    return over & arrays["is_completion"].astype(bool)
+    rows: np.ndarray = over & arrays["is_completion"].astype(bool)
+    return rows
 
 
 def unsafe_output_rate(run: AnalysisRun, watched: dict[int, float]) -> UnsafeOutput:
     """Traces where a watched feature exceeds its threshold on a completion token."""
     if not run.generate_tokens:
         return UnsafeOutput(rate=None)
-    from traces.bundle.chunks import decode_rows, stored_chunk_files
 
     total = Trace.objects.filter(run=run).count()
     condition = flagged_condition({run.sae_id: watched}) if watched else None

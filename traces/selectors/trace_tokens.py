@@ -15,6 +15,8 @@ from functools import cached_property
 
 import numpy as np
 
+from traces.bundle.chunks import decode_rows, stored_chunk_files
+from traces.bundle.redaction import redacted_category, redacted_texts, redaction_table
 from traces.models import Trace
 from traces.selectors.features import Label, annotation_labels
 from traces.selectors.traces import watched_by_sae
@@ -124,9 +126,6 @@ def trace_arrays(trace: Trace) -> dict[str, np.ndarray]:
 
 def trace_rows(trace: Trace) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     """``trace_arrays`` and the chunk's redaction code table (code -> category)."""
-    from traces.bundle.chunks import decode_rows, stored_chunk_files
-    from traces.bundle.redaction import redaction_table
-
     files = stored_chunk_files(trace.run.artifact_prefix, trace.chunk)
     if files is None:
         raise ArraysGone(f"chunk {trace.chunk} of run {trace.run_id} is gone")
@@ -141,8 +140,6 @@ def redacted_display(
 ) -> tuple[list[str], list[str | None]]:
     """Token texts with each token redacted before storage shown as its category (``[EMAIL]``
     on the first token of a span, "" on the rest), and each token's category (None: kept)."""
-    from traces.bundle.redaction import redacted_category, redacted_texts
-
     shown = [
         text if marker is None else marker
         for text, marker in zip(texts, redacted_texts(codes, table), strict=True)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 
-class FeatureShiftSerializer(serializers.Serializer):
+class FeatureShiftSerializer(serializers.Serializer[Any]):
     feature = serializers.IntegerField()
     label = serializers.CharField()  # type: ignore[assignment]  # a field, not Field.label
     rate_a = serializers.FloatField()
@@ -14,7 +16,7 @@ class FeatureShiftSerializer(serializers.Serializer):
     mean_change = serializers.FloatField(allow_null=True)
 
 
-class TraceShiftSerializer(serializers.Serializer):
+class TraceShiftSerializer(serializers.Serializer[Any]):
     prompt = serializers.CharField()
     trace_a = serializers.IntegerField()
     trace_b = serializers.IntegerField()
@@ -23,7 +25,7 @@ class TraceShiftSerializer(serializers.Serializer):
     lost = serializers.ListField(child=serializers.IntegerField())
 
 
-class RunComparisonSerializer(serializers.Serializer):
+class RunComparisonSerializer(serializers.Serializer[Any]):
     a = serializers.IntegerField(source="a.pk")
     b = serializers.IntegerField(source="b.pk")
     traces_a = serializers.IntegerField()

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from traces.models import FeatureAnnotation, FeatureAnnotationChange, TraceFeature
 
 
-class AnnotationSerializer(serializers.ModelSerializer):
+class AnnotationSerializer(serializers.ModelSerializer[FeatureAnnotation]):
     """A feature's annotation; a feature nobody annotated has empty fields and no ``updated_at``."""
 
     sae = serializers.CharField(source="sae.name")
@@ -50,7 +50,7 @@ class AnnotationInputSerializer(serializers.Serializer[Any]):
     watch_threshold = serializers.FloatField(allow_null=True, required=False)
 
 
-class AnnotationChangeSerializer(serializers.ModelSerializer):
+class AnnotationChangeSerializer(serializers.ModelSerializer[FeatureAnnotationChange]):
     changed_by = serializers.CharField(source="changed_by.username", default=None)
 
     class Meta:
@@ -59,7 +59,7 @@ class AnnotationChangeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TopExampleSerializer(serializers.ModelSerializer):
+class TopExampleSerializer(serializers.ModelSerializer[TraceFeature]):
     run = serializers.IntegerField(source="trace.run_id")
     prompt_position = serializers.IntegerField(source="trace.prompt.position")
 
@@ -69,25 +69,25 @@ class TopExampleSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class LensTokenSerializer(serializers.Serializer):
+class LensTokenSerializer(serializers.Serializer[Any]):
     token_id = serializers.IntegerField()
     piece = serializers.CharField(help_text="The vocabulary piece (▁ marks a leading space).")
     value = serializers.FloatField()
 
 
-class NeighbourSerializer(serializers.Serializer):
+class NeighbourSerializer(serializers.Serializer[Any]):
     index = serializers.IntegerField()
     cosine = serializers.FloatField()
     label = serializers.CharField()  # type: ignore[assignment]  # a field, not Field.label
 
 
-class FeatureLensSerializer(serializers.Serializer):
+class FeatureLensSerializer(serializers.Serializer[Any]):
     promoted = LensTokenSerializer(many=True)
     suppressed = LensTokenSerializer(many=True)
     neighbours = NeighbourSerializer(many=True)
 
 
-class FeatureSerializer(serializers.Serializer):
+class FeatureSerializer(serializers.Serializer[Any]):
     sae = serializers.CharField()
     index = serializers.IntegerField()
     traces = serializers.IntegerField(help_text="Stored traces where the feature fired.")
@@ -102,7 +102,7 @@ class FeatureSerializer(serializers.Serializer):
     )
 
 
-class LabelSuggestionSerializer(serializers.Serializer):
+class LabelSuggestionSerializer(serializers.Serializer[Any]):
     label = serializers.CharField(  # type: ignore[assignment]  # a field, not Field.label
         help_text="Empty when no stored trace holds the feature."
     )
@@ -112,7 +112,7 @@ class LabelSuggestionSerializer(serializers.Serializer):
     )
 
 
-class ImportResultSerializer(serializers.Serializer):
+class ImportResultSerializer(serializers.Serializer[Any]):
     created = serializers.IntegerField()
     changed = serializers.IntegerField()
     unchanged = serializers.IntegerField()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from scopeweb.retention.models import RetentionProfile
@@ -7,7 +9,7 @@ from traces.models import Prompt, PromptSet
 from traces.prompt_files import FORMATS
 
 
-class PromptSetSerializer(serializers.ModelSerializer):
+class PromptSetSerializer(serializers.ModelSerializer[PromptSet]):
     profile = serializers.CharField(source="profile.code")
     created_by = serializers.CharField(source="created_by.username", default=None)
 
@@ -35,7 +37,7 @@ class PromptSetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PromptSerializer(serializers.ModelSerializer):
+class PromptSerializer(serializers.ModelSerializer[Prompt]):
     class Meta:
         model = Prompt
         fields = [
@@ -51,7 +53,7 @@ class PromptSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PromptSetUploadSerializer(serializers.Serializer):
+class PromptSetUploadSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     profile = serializers.SlugRelatedField(

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from traces.models import AnalysisRun, PromptSet, SaeRecord
 
 
-class RunSerializer(serializers.ModelSerializer):
-    prompt_set: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(
+class RunSerializer(serializers.ModelSerializer[AnalysisRun]):
+    prompt_set: serializers.PrimaryKeyRelatedField[PromptSet] = serializers.PrimaryKeyRelatedField(
         read_only=True
     )
     sae = serializers.CharField(source="sae.name")
@@ -42,7 +44,7 @@ class RunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RunStartSerializer(serializers.Serializer):
+class RunStartSerializer(serializers.Serializer[Any]):
     prompt_set = serializers.PrimaryKeyRelatedField(queryset=PromptSet.objects.all())
     sae = serializers.SlugRelatedField(slug_field="name", queryset=SaeRecord.objects.all())
     top_k = serializers.IntegerField(min_value=1, max_value=256, default=32)

@@ -9,7 +9,7 @@ from traces.models import Trace
 from traces.selectors.traces import FEATURE_SORTS, SORTS, TraceQuery
 
 
-class TraceQuerySerializer(serializers.Serializer):
+class TraceQuerySerializer(serializers.Serializer[Any]):
     """The trace list's filters, as query parameters (the same as the web list's)."""
 
     run = serializers.IntegerField(required=False, min_value=1)
@@ -58,7 +58,7 @@ class TraceQuerySerializer(serializers.Serializer):
         )
 
 
-class TraceSerializer(serializers.ModelSerializer):
+class TraceSerializer(serializers.ModelSerializer[Trace]):
     prompt_position = serializers.IntegerField(source="prompt.position")
     prompt_text = serializers.CharField(source="prompt.text")
     sae = serializers.CharField(source="run.sae.name")
@@ -94,7 +94,7 @@ class TraceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TokenFeatureSerializer(serializers.Serializer):
+class TokenFeatureSerializer(serializers.Serializer[Any]):
     index = serializers.IntegerField()
     value = serializers.FloatField()
     label = serializers.CharField(  # type: ignore[assignment]  # a field, not Field.label
@@ -102,7 +102,7 @@ class TokenFeatureSerializer(serializers.Serializer):
     )
 
 
-class TokenSerializer(serializers.Serializer):
+class TokenSerializer(serializers.Serializer[Any]):
     position = serializers.IntegerField(help_text="0 is the BOS token.")
     id = serializers.IntegerField(source="token_id")
     text = serializers.CharField(trim_whitespace=False)
@@ -128,7 +128,7 @@ class TokenSerializer(serializers.Serializer):
         ]
 
 
-class TraceTokensSerializer(serializers.Serializer):
+class TraceTokensSerializer(serializers.Serializer[Any]):
     trace = serializers.IntegerField(source="trace.pk")
     run = serializers.IntegerField(source="trace.run_id")
     sae = serializers.CharField(source="trace.run.sae.name")
@@ -137,4 +137,5 @@ class TraceTokensSerializer(serializers.Serializer):
     @extend_schema_field(TokenSerializer(many=True))
     def get_tokens(self, view: Any) -> list[dict[str, Any]]:
         labels = {index: label.label for index, label in view.labels.items()}
+        # many=True makes a ListSerializer, whose .data is a list; the stubs type it a ReturnDict.
         return TokenSerializer(view.tokens, many=True, context={"labels": labels}).data  # type: ignore[return-value]

@@ -24,9 +24,12 @@ from django.utils import timezone
 from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job
+from scopeweb.redaction import redact_tokens
+from scopeweb.redaction.custom import custom_patterns_of
 from scopeweb.refusals import Refused
 from scopeweb.retention.models import Redaction, RetentionProfile
 from scopeweb.storage import bytes_sha256, delete_file, exists, read_bytes, store_new
+from traces.bundle.redaction import redaction_codes
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import (
     ParsedPrompt,
@@ -149,9 +152,6 @@ def run_token_redaction(profile: RetentionProfile) -> TokenRedaction | None:
     them as given). Worker-side: imports the engine."""
     if not redacts_before_storage(profile):
         return None
-    from scopeweb.redaction import redact_tokens
-    from scopeweb.redaction.custom import custom_patterns_of
-    from traces.bundle.redaction import redaction_codes
     from traces.engine.analyze import TokenRedaction
 
     categories = [category for _, _, category in custom_patterns_of(profile.custom_patterns)]

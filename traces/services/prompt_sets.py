@@ -24,6 +24,7 @@ from scopeweb.jobs.services import (
     job_running,
     job_succeed,
 )
+from scopeweb.redaction import redact_text
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.retention.services import expiry_for
 from scopeweb.storage import bytes_sha256, delete_file, read_bytes, store_new
@@ -217,7 +218,6 @@ def _stored_texts(
     profiles that redact before storage, as given otherwise."""
     if not redacts_before_storage(profile):
         return [(text, {}) for text in texts]
-    from scopeweb.redaction import redact_text
 
     job_progress(job_id, done=0, total=len(texts), note="redacting personal data")
     stored = []

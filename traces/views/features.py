@@ -11,12 +11,12 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access
 from scopeweb.accounts.actor import Actor
-from traces.display.plots import histogram_svg
+from traces.display.plots import histogram_html
 from traces.forms.features import AnnotationImportForm, FeatureAnnotationForm, FeatureSearchForm
 from traces.models import SaeRecord
 from traces.selectors import features as selectors
@@ -82,16 +82,13 @@ def feature_search(request: HttpRequest, sae_name: str) -> HttpResponse:
 def _peaks_histogram(peaks: list[float]) -> SafeString | None:
     if not peaks:
         return None
-    # histogram_svg escapes every text it draws.
-    return mark_safe(  # noqa: S308
-        histogram_svg(
-            peaks,
-            HISTOGRAM_BINS,
-            "its peak in a trace, BOS excluded (bar height: traces)",
-            title="Peak per trace",
-            width=420,
-            height=200,
-        )
+    return histogram_html(
+        peaks,
+        HISTOGRAM_BINS,
+        "its peak in a trace, BOS excluded (bar height: traces)",
+        title="Peak per trace",
+        width=420,
+        height=200,
     )
 
 

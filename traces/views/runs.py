@@ -6,18 +6,16 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access
 from scopeweb.accounts.actor import Actor
 from scopeweb.feedback import show_problems
-from traces.display.plots import histogram_svg
+from traces.display.plots import metric_histograms
 from traces.forms.runs import RunStartForm
 from traces.models import AnalysisRun
 from traces.selectors.prompt_sets import prompt_set_list
-from traces.selectors.run_metrics import METRICS, SHORT_NAMES, RunMetrics, run_metrics
+from traces.selectors.run_metrics import run_metrics
 from traces.selectors.runs import run_list
 from traces.services.runs import (
     run_cancel,
@@ -25,8 +23,6 @@ from traces.services.runs import (
     run_reproduction_check,
     run_start,
 )
-
-HISTOGRAM_BINS = 20
 
 
 @access("start_analysis")
@@ -48,24 +44,6 @@ def run_start_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
         seed=form.cleaned_data["seed"],
     )
     return redirect("run_detail", run_id=run.pk)
-
-
-def metric_plots(metrics: RunMetrics) -> list[SafeString]:
-    """One histogram per metric, with the baseline's band when there is one."""
-    bands = metrics.anomalies.bands if metrics.anomalies else {}
-    return [
-        # histogram_svg escapes every text it draws.
-        mark_safe(  # noqa: S308
-            histogram_svg(
-                metrics.values[name],
-                HISTOGRAM_BINS,
-                f"{capfirst(SHORT_NAMES[name])} of a trace (bar height: traces)",
-                title=title,
-                band=bands.get(name),
-            )
-        )
-        for name, title in METRICS.items()
-    ]
 
 
 @access("browse_traces")
@@ -94,7 +72,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             ("Fire in the most traces", metrics.most_traces),
             ("Fire most strongly (peak activation)", metrics.strongest),
         ]
-        context["plots"] = metric_plots(metrics)
+        context["plots"] = metric_histograms(metrics)
     return render(request, "traces/run_detail.html", context)
 
 
