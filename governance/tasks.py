@@ -12,11 +12,10 @@ from typing import Any
 
 from governance.models import Export
 from governance.services.exports import export_execute, export_fail
-from governance.services.purge import retention_purge
+from governance.services.purge import purge_execute, retention_purge
 from governance.services.storage import storage_cost_check
 from scopeweb.accounts.actor import Actor
-from scopeweb.jobs.models import Job
-from scopeweb.jobs.services import describe_unexpected, job_running, job_succeed
+from scopeweb.jobs.services import describe_unexpected
 from scopeweb.jobs.tasks import JobTask, job_task, retried_task
 
 log = logging.getLogger(__name__)
@@ -34,17 +33,7 @@ def retention_purge_scheduled_task() -> int:
 
 @job_task(max_retries=3, soft_time_limit=PURGE_HOURS * 3600, time_limit=PURGE_HOURS * 3600 + 300)
 def retention_purge_job_task(self: JobTask, job_id: str) -> None:
-    job = Job.objects.select_related("created_by").get(pk=job_id)
-    if job.finished:
-        return
-    with job_running(job_id):
-        record = retention_purge(trigger="web", actor=Actor.worker(job.created_by))
-        job_succeed(
-            job_id,
-            result={"purge_run": record.pk, "counts": record.counts, "bytes": record.bytes_freed},
-            note=", ".join(f"{value} {key}" for key, value in record.counts.items() if value)
-            or "nothing had expired",
-        )
+    purge_execute(job_id)
 
 
 class ExportTask(JobTask):

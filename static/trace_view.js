@@ -1,6 +1,6 @@
 /* The trace view: choose a token (click, ← →) to list its kept features in the side panel;
    choose a feature there (click, ↑ ↓) to recolour the strip by it (c) or open its page (Enter).
-   The data is what the server embedded (#trace-data, see traces/trace_strip.panel_payload): every
+   The data is what the server embedded (#trace-data, see traces/display/strip.py, panel_payload): every
    token's kept features packed as base64 arrays, the labels once each. Colours are computed
    server-side; the token's text, BOS and completion marks are read from the strip itself. */
 (function () {

@@ -21,7 +21,7 @@ from django.utils import timezone
 from governance.models import Export, ExportKind, ExportState, HoldTarget, LegalHold
 from reports.models import AuditCase, CaseState, Evidence
 from scopeweb.jobs.models import JobState
-from scopeweb.retention.models import Redaction
+from scopeweb.retention.models import REDACTED_BEFORE_STORAGE
 from traces.models import AnalysisRun, PromptSet
 
 KINDS = ("runs", "prompt_sets", "exports")
@@ -29,7 +29,6 @@ LIVE_CASE_STATES = (CaseState.OPEN, CaseState.IN_REVIEW, CaseState.AWAITING_SIGN
 FINISHED_JOB_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 # An export being built may still write its artifact: wait until it settles.
 BUSY_EXPORT_STATES = (ExportState.QUEUED, ExportState.BUILDING)
-REDACTED_BEFORE_STORAGE = (Redaction.REQUIRED, Redaction.STRONG)
 
 
 def active_holds() -> QuerySet[LegalHold]:

@@ -35,7 +35,7 @@ from reports.models import AuditCase, Evidence
 from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job, JobKind
-from scopeweb.jobs.services import job_create, job_enqueue
+from scopeweb.jobs.services import job_create, job_enqueue, job_running, job_succeed
 from scopeweb.storage import (
     delete_file,
     exists,
@@ -354,3 +354,20 @@ def purge_request(*, actor: Actor) -> Job:
         audit_record("retention.purge_request", actor=actor, obj=job)
         job_enqueue(job, "governance.tasks.retention_purge_job_task")
     return job
+
+
+def purge_execute(job_id: str) -> PurgeRun | None:
+    """Run the purge an admin asked for (the task's body), reporting to its job."""
+    job = Job.objects.select_related("created_by").get(pk=job_id)
+    if job.finished:
+        return None
+    with job_running(job_id):
+        record = retention_purge(trigger="web", actor=Actor.worker(job.created_by))
+        job_succeed(
+            job_id,
+            result={"purge_run": record.pk, "counts": record.counts, "bytes": record.bytes_freed},
+            note=", ".join(f"{value} {key}" for key, value in record.counts.items() if value)
+            or "nothing had expired",
+        )
+        return record
+    return None

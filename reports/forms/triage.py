@@ -1,3 +1,5 @@
+"""Opening a case from the triage queue: its note and severity."""
+
 from __future__ import annotations
 
 from django import forms

@@ -1,3 +1,5 @@
+"""Signed reports over the API: their metadata, a verification upload, and its verdict."""
+
 from __future__ import annotations
 
 from typing import Any

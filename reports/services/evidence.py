@@ -1,3 +1,7 @@
+"""Evidence on a case: tokens of a trace and the features that matter there, each piece
+pinned by the sha256 of what it cites (the run's manifest, the trace's chunk files, the arrays
+and the token text), so a report can prove later that nothing it cites has changed."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

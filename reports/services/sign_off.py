@@ -1,3 +1,6 @@
+"""Signing a case off: distinct signers up to the profile's number, never only the opener under
+four-eyes; the last counted sign-off makes the case read-only and queues its signed report."""
+
 from __future__ import annotations
 
 from datetime import timedelta

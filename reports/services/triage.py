@@ -1,3 +1,6 @@
+"""The triage queue's "open a case": a case with the trace as evidence, and the trace marked
+reviewed, all or nothing."""
+
 from __future__ import annotations
 
 from django.db import transaction

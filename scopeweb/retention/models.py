@@ -17,6 +17,10 @@ class Redaction(models.TextChoices):
     STRONG = "strong", "Strong redaction, documented with a redaction report"
 
 
+# Profiles whose prompts are stored only redacted (the originals kept briefly, for the engine).
+REDACTED_BEFORE_STORAGE = (Redaction.REQUIRED, Redaction.STRONG)
+
+
 class ExportPolicy(models.TextChoices):
     ALLOWED = "allowed", "Allowed"
     GDPR_REVIEW = "gdpr_review", "GDPR review before export"
@@ -74,6 +78,11 @@ class RetentionProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} — {self.name}"
+
+    @property
+    def redacts_before_storage(self) -> bool:
+        """Whether prompts under this profile are stored redacted (UK, FR)."""
+        return self.redaction in REDACTED_BEFORE_STORAGE
 
 
 EDITABLE_FIELDS = (

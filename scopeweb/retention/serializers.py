@@ -1,3 +1,5 @@
+"""Retention profiles over the API, with the history of their edits."""
+
 from __future__ import annotations
 
 from rest_framework import serializers

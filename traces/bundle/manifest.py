@@ -26,7 +26,6 @@ from traces.bundle.format import (
 )
 from traces.bundle.redaction import REDACTION_RUN_START, redaction_codes
 from traces.models import AnalysisRun, Trace
-from traces.services.originals import redacts_before_storage
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -195,7 +194,7 @@ def _redaction(run: AnalysisRun) -> dict[str, Any]:
     """The manifest's ``redaction``: the profile's rule and, when token strings were redacted
     before storage, the code table of the ``redacted`` column."""
     found: dict[str, Any] = {"rule": run.profile.redaction, "before_storage": False}
-    if redacts_before_storage(run.profile):
+    if run.profile.redacts_before_storage:
         patterns = custom_patterns_of(run.profile.custom_patterns)
         codes = redaction_codes([category for _, _, category in patterns])
         found |= {

@@ -1,3 +1,5 @@
+"""Starting an analysis run on a prompt set."""
+
 from __future__ import annotations
 
 from django import forms

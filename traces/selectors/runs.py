@@ -1,3 +1,5 @@
+"""Analysis runs, with what their pages and the API show of them."""
+
 from __future__ import annotations
 
 from django.db.models import QuerySet

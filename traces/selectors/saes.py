@@ -1,3 +1,5 @@
+"""The SAE registry."""
+
 from __future__ import annotations
 
 from django.db.models import QuerySet

@@ -70,7 +70,7 @@ class TraceQuery:
 
 def watched_by_sae(sae_ids: list[int] | None = None) -> dict[int, dict[int, float]]:
     """{sae id: {feature index: watch threshold}} in one query; same rule as
-    ``selectors_features.watched_features`` (a threshold and a safety-vocabulary tag)."""
+    ``traces.selectors.features.watched_features`` (a threshold and a safety-vocabulary tag)."""
     rows = FeatureAnnotation.objects.filter(watch_threshold__isnull=False)
     if sae_ids is not None:
         rows = rows.filter(sae_id__in=sae_ids)

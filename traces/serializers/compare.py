@@ -1,3 +1,5 @@
+"""Comparing two runs over the API: feature shifts and the traces that changed most."""
+
 from __future__ import annotations
 
 from typing import Any

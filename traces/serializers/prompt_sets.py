@@ -1,3 +1,5 @@
+"""Prompt sets and their prompts over the API, and an upload."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,3 +1,5 @@
+"""Analysis runs over the API: a run with its progress and pins, and starting one."""
+
 from __future__ import annotations
 
 from typing import Any

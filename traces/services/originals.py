@@ -27,7 +27,7 @@ from scopeweb.jobs.models import Job
 from scopeweb.redaction import redact_tokens
 from scopeweb.redaction.custom import custom_patterns_of
 from scopeweb.refusals import Refused
-from scopeweb.retention.models import Redaction, RetentionProfile
+from scopeweb.retention.models import RetentionProfile
 from scopeweb.storage import bytes_sha256, delete_file, exists, read_bytes, store_new
 from traces.bundle.redaction import redaction_codes
 from traces.models import Prompt, PromptSet
@@ -42,8 +42,6 @@ from traces.prompt_files import (
 if TYPE_CHECKING:
     from traces.engine.analyze import TokenRedaction
 
-REDACTED_BEFORE_STORAGE = (Redaction.REQUIRED, Redaction.STRONG)
-
 
 class OriginalUnavailable(Exception):
     """The original texts cannot be read (gone, or no longer what was imported)."""
@@ -53,10 +51,6 @@ class OriginalRefused(Refused):
     """A re-supplied original is not the file that was imported; the message says where."""
 
     status = 400
-
-
-def redacts_before_storage(profile: RetentionProfile) -> bool:
-    return profile.redaction in REDACTED_BEFORE_STORAGE
 
 
 def text_sha256(text: str) -> str:
@@ -110,7 +104,7 @@ def prompts_for_analysis(prompt_set: PromptSet) -> list[tuple[int, str]]:
     """(prompt pk, text the engine analyses) in file order: the stored text, or for a profile
     that redacts before storage the verified original. Raises ``OriginalUnavailable``."""
     stored = _stored_prompts(prompt_set)
-    if not redacts_before_storage(prompt_set.profile) or not any(d for *_, d in stored):
+    if not prompt_set.profile.redacts_before_storage or not any(d for *_, d in stored):
         # Stored as given (US, or imported before redaction before storage existed).
         return [(pk, text) for pk, _, text, _ in stored]
     name = f"prompt set {prompt_set.name!r} ({prompt_set.profile.code})"
@@ -150,7 +144,7 @@ def prompt_texts_for_analysis(prompt_set: PromptSet) -> list[str]:
 def run_token_redaction(profile: RetentionProfile) -> TokenRedaction | None:
     """What the engine needs to redact stored token strings under ``profile`` (None: store
     them as given). Worker-side: imports the engine."""
-    if not redacts_before_storage(profile):
+    if not profile.redacts_before_storage:
         return None
     from traces.engine.analyze import TokenRedaction
 
@@ -173,7 +167,7 @@ def prompt_set_original_supply(
     """Accept the original file of ``prompt_set`` again, when each of its prompts has the
     sha256 recorded at import; it becomes the stored upload that runs read. Returns the number
     of prompts. Raises ``OriginalRefused`` naming the first line that differs."""
-    if not redacts_before_storage(prompt_set.profile):
+    if not prompt_set.profile.redacts_before_storage:
         raise OriginalRefused(
             f"Prompt set {prompt_set.name!r} stores its prompts as given "
             f"({prompt_set.profile.code}); it needs no original file."
@@ -246,7 +240,7 @@ class RedactionSummary:
 def prompt_set_redaction_summary(prompt_set: PromptSet) -> RedactionSummary | None:
     """How many prompts were redacted before storage, by category; None for a profile that
     stores prompts as given."""
-    if not redacts_before_storage(prompt_set.profile):
+    if not prompt_set.profile.redacts_before_storage:
         return None
     counts: Counter[str] = Counter()
     redacted = 0

@@ -37,7 +37,7 @@ from traces.prompt_files import (
     prompt_limits,
     safe_file_name,
 )
-from traces.services.originals import redacts_before_storage, text_sha256
+from traces.services.originals import text_sha256
 
 log = logging.getLogger(__name__)
 TOKENIZE_BATCH = 256
@@ -205,7 +205,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 result={"prompt_set_id": prompt_set.pk, "prompts": len(parsed)},
                 note=f"imported {len(parsed)} prompts",
             )
-        if not redacts_before_storage(profile):
+        if not profile.redacts_before_storage:
             # Kept otherwise: the engine reads the original, until the retention purge.
             _discard(upload_path)
     return prompt_set
@@ -216,7 +216,7 @@ def _stored_texts(
 ) -> list[tuple[str, dict[str, int]]]:
     """Each prompt's text as stored, and its redacted spans per category: redacted for the
     profiles that redact before storage, as given otherwise."""
-    if not redacts_before_storage(profile):
+    if not profile.redacts_before_storage:
         return [(text, {}) for text in texts]
 
     job_progress(job_id, done=0, total=len(texts), note="redacting personal data")

@@ -1,3 +1,5 @@
+"""The SAE registry page: every registered SAE with its quality figures."""
+
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
