@@ -8,8 +8,8 @@ out of every per-trace figure and of the feature index (its activations are outl
 With a ``TokenRedaction`` (profiles that redact before storage) the model still reads the
 original text; afterwards each trace's token strings go through PII detection, and a token
 inside a span is stored as the tokenizer's pad id with its category's code in ``redacted``
-(see ``traces.bundle.chunks``), so activations and metrics stay those of the original while no token
-string of the span is stored. A generated completion is stored redacted the same way.
+(see ``traces.bundle.redaction``), so activations and metrics stay those of the original while no
+token string of the span is stored. A generated completion is stored redacted the same way.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ FindPii = Callable[[list[str]], tuple[list[str], list[str | None]]]
 @dataclass(frozen=True)
 class TokenRedaction:
     """Redaction of stored token strings: ``find`` detects PII in a trace's token texts,
-    ``codes`` gives each category's stored code (``traces.bundle.chunks.redaction_codes``)."""
+    ``codes`` gives each category's stored code (``traces.bundle.redaction.redaction_codes``)."""
 
     find: FindPii
     codes: dict[str, int]
@@ -211,7 +211,7 @@ def analyze_chunk(
                     loaded, sequence[cut:], marks[cut:], labels[cut:]
                 )
 
-    # Stored values are rounded (see traces.bundle.chunks); hash and index what is stored.
+    # Stored values are rounded (see traces.bundle.format); hash and index what is stored.
     canonicalize(arrays)
     traces = []
     for index, (key, _) in enumerate(prompts):
