@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.forms import Form
 from django.http import HttpRequest
 
 from scopeweb.refusals import Refused
@@ -44,3 +45,18 @@ def attempt(request: HttpRequest, action: Callable[[], object], done: str) -> bo
         messages.success(request, done)
         return True
     return False
+
+
+def submit(
+    request: HttpRequest,
+    form: Form,
+    action: Callable[[dict[str, Any]], object],
+    done: str | Callable[[dict[str, Any]], str],
+) -> bool:
+    """A posted form and the one service call it asks for: bad input and the service's refusal
+    become error messages, success the message ``done`` (or ``done(cleaned_data)``)."""
+    if not form.is_valid():
+        show_problems(request, form.errors)
+        return False
+    data = form.cleaned_data
+    return attempt(request, lambda: action(data), done if isinstance(done, str) else done(data))

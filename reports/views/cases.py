@@ -40,7 +40,7 @@ from reports.services.cases import (
 from reports.services.sign_off import case_sign_off, counted_signers
 from scopeweb.accounts.access import access
 from scopeweb.accounts.actor import Actor
-from scopeweb.feedback import attempt, problems_of, show_problems
+from scopeweb.feedback import attempt, problems_of, submit
 
 CASES_PER_PAGE = 50
 
@@ -149,18 +149,12 @@ def case_edit_view(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_transition_view(request: HttpRequest, case_id: int) -> HttpResponse:
     actor = Actor.of(request)
     case = case_get(actor.person, case_id)
-    form = TransitionForm(request.POST)
-    if not form.is_valid():
-        show_problems(request, form.errors)
-    else:
-        to = form.cleaned_data["to"]
-        attempt(
-            request,
-            lambda: case_transition(
-                case=case, actor=actor, to=to, reason=form.cleaned_data["reason"]
-            ),
-            f"Case {case.pk} is now {STATE_NAMES[to]}.",
-        )
+    submit(
+        request,
+        TransitionForm(request.POST),
+        lambda data: case_transition(case=case, actor=actor, to=data["to"], reason=data["reason"]),
+        lambda data: f"Case {case.pk} is now {STATE_NAMES[data['to']]}.",
+    )
     return redirect("case_detail", case_id=case.pk)
 
 
@@ -169,15 +163,12 @@ def case_transition_view(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_comment_view(request: HttpRequest, case_id: int) -> HttpResponse:
     actor = Actor.of(request)
     case = case_get(actor.person, case_id)
-    form = CommentForm(request.POST)
-    if not form.is_valid():
-        show_problems(request, form.errors)
-    else:
-        attempt(
-            request,
-            lambda: comment_add(case=case, actor=actor, body=form.cleaned_data["body"]),
-            "Comment added.",
-        )
+    submit(
+        request,
+        CommentForm(request.POST),
+        lambda data: comment_add(case=case, actor=actor, body=data["body"]),
+        "Comment added.",
+    )
     return redirect("case_detail", case_id=case.pk)
 
 
@@ -186,13 +177,10 @@ def case_comment_view(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_sign_off_view(request: HttpRequest, case_id: int) -> HttpResponse:
     actor = Actor.of(request)
     case = case_get(actor.person, case_id)
-    form = SignOffForm(request.POST)
-    if not form.is_valid():
-        show_problems(request, form.errors)
-    else:
-        attempt(
-            request,
-            lambda: case_sign_off(case=case, actor=actor, statement=form.cleaned_data["statement"]),
-            "Signed.",
-        )
+    submit(
+        request,
+        SignOffForm(request.POST),
+        lambda data: case_sign_off(case=case, actor=actor, statement=data["statement"]),
+        "Signed.",
+    )
     return redirect("case_detail", case_id=case.pk)

@@ -15,7 +15,7 @@ from reports.selectors.cases import case_get, open_cases_for_evidence
 from reports.services.evidence import evidence_add, evidence_remove
 from scopeweb.accounts.access import access
 from scopeweb.accounts.actor import Actor
-from scopeweb.feedback import attempt, show_problems
+from scopeweb.feedback import attempt, show_problems, submit
 from traces.models import Trace
 
 
@@ -24,25 +24,21 @@ from traces.models import Trace
 def case_evidence_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
     actor = Actor.of(request)
     case = case_get(actor.person, case_id)
-    form = EvidenceForm(request.POST)
-    if not form.is_valid():
-        show_problems(request, form.errors)
-    else:
-        data = form.cleaned_data
-        attempt(
-            request,
-            lambda: evidence_add(
-                case=case,
-                actor=actor,
-                trace=data["trace"],
-                token_start=data["token_start"],
-                token_end=data["token_end"],
-                features=data["features"],
-                note=data["note"],
-                added_from="case",
-            ),
-            f"Evidence from trace {data['trace'].pk} added.",
-        )
+    submit(
+        request,
+        EvidenceForm(request.POST),
+        lambda data: evidence_add(
+            case=case,
+            actor=actor,
+            trace=data["trace"],
+            token_start=data["token_start"],
+            token_end=data["token_end"],
+            features=data["features"],
+            note=data["note"],
+            added_from="case",
+        ),
+        lambda data: f"Evidence from trace {data['trace'].pk} added.",
+    )
     return redirect("case_detail", case_id=case.pk)
 
 
