@@ -2,8 +2,8 @@
 
 - the layer contract (platform -> traces -> reports -> governance), as ``make lint`` runs it;
 - no import cycle between modules, lazy imports included;
-- one owner each for stored files (``scopeweb.storage``) and for the bundle format
-  (``traces.bundle``);
+- one owner each for stored files and their hashing (``scopeweb.storage``) and for the bundle
+  format (``traces.bundle``);
 - services take an ``Actor``, never the HTTP request;
 - every task a service queues by name is a registered task;
 - modules stay under 400 lines, and views (pages and API) under 30.
@@ -126,6 +126,22 @@ def _strings(tree: ast.AST) -> Iterator[str]:
             and id(node) not in docstrings
         ):
             yield node.value
+
+
+def test_only_the_storage_module_reads_files_in_blocks_to_hash_them() -> None:
+    blockwise = [
+        path
+        for path, tree in _sources()
+        if path != "scopeweb/storage.py"
+        and any(
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", "") == "iter"
+            and node.args
+            and isinstance(node.args[0], ast.Lambda)
+            for node in ast.walk(tree)
+        )
+    ]
+    assert blockwise == [], "hash with scopeweb.storage (file_sha256, path_sha256, stored_digest)"
 
 
 def test_only_the_bundle_package_spells_its_file_names_or_writes_its_columns() -> None:

@@ -24,7 +24,6 @@ from scopeweb.jobs.models import JobState
 from scopeweb.retention.models import REDACTED_BEFORE_STORAGE
 from traces.models import AnalysisRun, PromptSet
 
-KINDS = ("runs", "prompt_sets", "exports")
 LIVE_CASE_STATES = (CaseState.OPEN, CaseState.IN_REVIEW, CaseState.AWAITING_SIGN_OFF)
 FINISHED_JOB_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 # An export being built may still write its artifact: wait until it settles.

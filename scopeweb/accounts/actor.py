@@ -59,8 +59,9 @@ class Actor:
         return cls(user=user, via="worker")
 
     @classmethod
-    def system(cls, user: User | None = None) -> Actor:
-        return cls(user=user, via="system")
+    def system(cls) -> Actor:
+        """The platform acting on its own (a failed sign-in with no request, for instance)."""
+        return cls(user=None, via="system")
 
     @property
     def person(self) -> User:

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from traces.engine.model_files import ModelFiles, default_model_files, sha256_file
+from scopeweb.storage import path_sha256
+from traces.engine.model_files import ModelFiles, default_model_files
 from traces.engine.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _cache_is_sound(folder: Path) -> bool:
         return False
     try:
         hashes = json.loads(record.read_text())["sha256"]
-        return all(sha256_file(folder / name) == hashes[name] for name in _CACHED_FILES)
+        return all(path_sha256(folder / name) == hashes[name] for name in _CACHED_FILES)
     except (OSError, KeyError, ValueError, TypeError):
         return False
 
@@ -102,7 +103,7 @@ def _build_cache(files: ModelFiles, folder: Path) -> None:
         record = {
             "format": CACHE_FORMAT,
             "gguf_sha256": files.sha256,
-            "sha256": {name: sha256_file(staging / name) for name in _CACHED_FILES},
+            "sha256": {name: path_sha256(staging / name) for name in _CACHED_FILES},
         }
         (staging / "cache.json").write_text(json.dumps(record, indent=2))
         if folder.exists():
@@ -167,13 +168,13 @@ def load_model(
     model.to(target).eval()  # type: ignore[arg-type]
     digest = hashlib.sha256()
     for path in weights:  # one pin for a sharded checkpoint: its files' hashes, in name order
-        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+        digest.update(f"{path.name}:{path_sha256(path)}\n".encode())
     return LoadedModel(
         name=reference,
         model=model,
         tokenizer=Tokenizer.from_file(str(tokenizer_file)),
         weights_sha256=digest.hexdigest(),
-        tokenizer_sha256=sha256_file(tokenizer_file),
+        tokenizer_sha256=path_sha256(tokenizer_file),
         device=target,
         dtype=dtype,
         load_seconds=time.monotonic() - started,

