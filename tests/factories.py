@@ -75,9 +75,10 @@ class PromptSetFactory(factory.django.DjangoModelFactory[PromptSet]):
     import_job = SubFactory(JobFactory)
 
     @post_generation
-    def prompts(obj: PromptSet, create: bool, extracted: Any, **kwargs: Any) -> None:
+    def prompts(obj: PromptSet, create: bool, extracted: list[str] | None, **kwargs: Any) -> None:
+        """Two prompts, or one per text of ``prompts=[...]``."""
         if create:
-            for position, text in enumerate(["hello there", "a second prompt"]):
+            for position, text in enumerate(extracted or ["hello there", "a second prompt"]):
                 Prompt.objects.create(
                     prompt_set=obj,
                     position=position,

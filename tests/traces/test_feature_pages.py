@@ -12,11 +12,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from pytest_django import DjangoAssertNumQueries
 
 import traces.selectors.feature_examples as feature_examples_module
 from scopeweb.accounts.actor import Actor
 from tests.conftest import client_for
-from tests.factories import make_run, make_sae, make_trace
+from tests.factories import make_prompt_set, make_run, make_sae, make_trace
 from traces.bundle.chunks import stored_chunk_files, write_chunk
 from traces.bundle.format import CHUNK_PARTS, canonicalize, chunk_name
 from traces.models import (
@@ -464,3 +465,58 @@ def test_feature_figures_are_the_same_with_another_sae_in_use(
     after = client_for(reviewer).get(detail_url(sae, 42)).context
     assert (after["activity"], after["density"], after["co_scanned"]) == figures
     assert [e.peak for e in after["examples"]] == [6.25, 3.5]
+
+
+def test_prompt_in_several_runs_appears_once_among_top_examples(
+    sae: SaeRecord,
+    reviewer: User,
+    monkeypatch: pytest.MonkeyPatch,
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    monkeypatch.setattr(
+        "traces.selectors.feature_examples.tokenizer_decode", lambda ids: [f"▁w{i}" for i in ids]
+    )
+    prompt_set = make_prompt_set(prompts=[f"prompt number {n}" for n in range(25)])
+    first, rerun, other_dtype = (make_run(sae=sae, prompt_set=prompt_set) for _ in range(3))
+    # Prompt 0 in 3 runs: strongest in the rerun, weakest of every trace in the third run.
+    shown = make_trace(rerun, 0, {42: (9.0, 2, 1)})
+    in_first = make_trace(first, 0, {42: (8.0, 1, 1)})
+    in_third = make_trace(other_dtype, 0, {42: (0.01, 1, 1)})
+    for n in range(1, 25):  # 24 other prompts, in one run each
+        make_trace(first if n % 2 else rerun, n, {42: (7.0 - n / 10, 1, 1)})
+    make_trace(other_dtype, 1, {7: (5.0, 1, 1)})  # fired for another feature only
+    another_sae = make_run(sae=make_sae(), prompt_set=prompt_set)
+    make_trace(another_sae, 0, {42: (99.0, 1, 1)})  # another SAE's feature 42
+
+    response = client_for(reviewer).get(detail_url(sae, 42))
+    examples = response.context["examples"]
+    assert len(examples) == 20  # 20 distinct prompts fill 20 rows
+    assert [e.prompt_position for e in examples] == list(range(20))
+    top = examples[0]
+    assert (top.trace_id, top.run_id, top.peak) == (shown.pk, rerun.pk, 9.0)
+    assert [(o.run_id, o.trace_id) for o in top.also_in] == [
+        (first.pk, in_first.pk),
+        (other_dtype.pk, in_third.pk),
+    ]
+    assert all(not e.also_in for e in examples[1:])  # prompt 1 fired in one run only
+    page = response.content.decode()
+    assert f'href="/traces/{in_first.pk}/?feature=42">{first.pk}</a>' in page
+    assert f'href="/traces/{in_third.pk}/?feature=42">{other_dtype.pk}</a>' in page
+    assert page.count("also in runs") == 1
+
+    # Whether another SAE is in use, the over-sample, the chosen prompts' traces in every run:
+    # no query per row (a column left unloaded and then read would make one).
+    with django_assert_num_queries(3):
+        assert feature_examples(sae, 42) == examples
+    # When one prompt fills the first over-sample, a larger one is read: the same 20.
+    monkeypatch.setattr("traces.selectors.feature_peaks.OVERSAMPLE", 1)
+    with django_assert_num_queries(4):
+        assert feature_examples(sae, 42) == examples
+    # The API lists each prompt once too, with its other runs.
+    feature = client_for(reviewer).get(api_url("api_feature", sae, index=42)).json()
+    assert [e["prompt_position"] for e in feature["top_examples"]] == list(range(10))
+    assert feature["top_examples"][0]["trace"] == shown.pk
+    assert feature["top_examples"][0]["also_in"] == [
+        {"run": first.pk, "trace": in_first.pk},
+        {"run": other_dtype.pk, "trace": in_third.pk},
+    ]

@@ -20,7 +20,7 @@ from scopeweb.accounts.access import describe
 from scopeweb.accounts.actor import Actor
 from traces.models import FeatureAnnotation, FeatureAnnotationChange, SaeRecord
 from traces.selectors import features as selectors
-from traces.selectors.feature_peaks import feature_top_tokens
+from traces.selectors.feature_peaks import feature_peak_prompts, feature_top_tokens
 from traces.serializers.features import (
     AnnotationChangeSerializer,
     AnnotationInputSerializer,
@@ -38,6 +38,8 @@ from traces.services.annotations import (
 )
 from traces.services.feature_labels import feature_label_suggestion
 from traces.services.feature_stats import feature_lens, feature_promoted_pieces, feature_stats_ready
+
+TOP_EXAMPLES = 10
 
 
 def _sae(name: str) -> SaeRecord:
@@ -86,7 +88,7 @@ class FeatureSearchApi(generics.ListAPIView[FeatureAnnotation]):
 
 class FeatureApi(APIView):
     """What the trace index knows about a feature (traces where it fired, its peak, its
-    strongest traces) and its annotation."""
+    strongest prompts, each once with the other runs where it fired) and its annotation."""
 
     access_rule = "browse_traces"
 
@@ -100,7 +102,7 @@ class FeatureApi(APIView):
             "traces": activity.traces,
             "runs": activity.runs,
             "peak": activity.peak,
-            "top_examples": selectors.feature_top_examples(sae, index),
+            "top_examples": feature_peak_prompts(sae, index, TOP_EXAMPLES),
             "annotation": _annotation(sae, index),
             "lens": feature_lens(sae, index) if feature_stats_ready(sae) else None,
         }

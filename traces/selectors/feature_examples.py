@@ -1,5 +1,7 @@
 """A feature's top activating examples: windows of tokens around its peak in its strongest
-traces, coloured by its activation, as Neuronpedia's feature pages show them.
+traces, coloured by its activation, as Neuronpedia's feature pages show them. A prompt analysed
+in several runs comes once, as its strongest trace, with the other runs where it fired
+(``feature_peak_prompts``).
 
 The index (``TraceFeature``) picks the traces; each distinct chunk file is read once, and of
 each trace only this feature's rows (``traces.bundle.chunks.feature_rows``) and the window's
@@ -26,7 +28,7 @@ from traces.bundle.format import CHUNK_PARTS, chunk_name
 from traces.bundle.redaction import redacted_texts, redaction_table
 from traces.display.colours import activation_style
 from traces.models import SaeRecord, Trace, TraceFeature
-from traces.selectors.feature_peaks import feature_peak_rows
+from traces.selectors.feature_peaks import RunTrace, feature_peak_prompts
 from traces.tokens import Decode, piece_text, tokenizer_decode, visible_text
 
 EXAMPLES = 20
@@ -56,11 +58,13 @@ class FeatureExample:
     cut_before: bool  # the trace goes on before the window (BOS is never shown)
     cut_after: bool
     prompt_text: str  # what to show when the arrays are gone
+    also_in: tuple[RunTrace, ...] = ()  # the prompt's traces in other runs where it fired
 
 
 @dataclass
 class _Found:
     row: TraceFeature
+    also_in: tuple[RunTrace, ...]
     values: np.ndarray  # [window] float32; empty when the arrays are gone
     ids: list[int]
     start: int
@@ -76,11 +80,13 @@ def feature_examples(
     window: int = WINDOW,
     decode: Decode | None = None,
 ) -> list[FeatureExample]:
-    """The feature's ``limit`` strongest traces, each as ``window`` tokens either side of its
-    peak, strongest first. A trace whose chunk files are gone comes without its window."""
+    """The feature's ``limit`` strongest prompts, each as its strongest trace's ``window``
+    tokens either side of its peak, strongest first, with the other runs where the prompt fired
+    for the feature. A trace whose chunk files are gone comes without its window."""
     found: list[_Found] = []
     chunks: dict[tuple[int, int], dict[str, bytes] | None] = {}
-    for row in feature_peak_rows(sae, index, limit):
+    for peak_prompt in feature_peak_prompts(sae, index, limit):
+        row, also_in = peak_prompt.row, peak_prompt.also_in
         trace = row.trace
         stamp = _chunk_stamp(trace)
         key = (stamp, trace.row, trace.tokens, index, window)
@@ -91,13 +97,14 @@ def feature_examples(
                 chunks[at] = stored_chunk_files(trace.run.artifact_prefix, trace.chunk)
             files = chunks[at]
             if files is None:
-                found.append(_Found(row, np.zeros(0, np.float32), [], 0, row.first_position, []))
+                empty = np.zeros(0, np.float32)
+                found.append(_Found(row, also_in, empty, [], 0, row.first_position, []))
                 continue
             window_found = _window(files, trace, row, index, window)
             if stamp:
                 _remember(key, window_found)
         values, ids, start, peak, redacted = window_found
-        found.append(_Found(row, values, ids, start, peak, redacted))
+        found.append(_Found(row, also_in, values, ids, start, peak, redacted))
     if not found:
         return []
     pieces = iter((decode or tokenizer_decode)([i for f in found for i in f.ids]))
@@ -128,6 +135,7 @@ def feature_examples(
                 cut_before=f.start > 1,
                 cut_after=f.start + len(f.ids) < trace.tokens,
                 prompt_text=trace.prompt.text[:200] if not f.ids else "",
+                also_in=f.also_in,
             )
         )
     return examples

@@ -121,16 +121,6 @@ def feature_activity(sae: SaeRecord, index: int) -> FeatureActivity:
     return FeatureActivity(traces=stats["traces"], runs=runs, peak=stats["peak"])
 
 
-def feature_top_examples(sae: SaeRecord, index: int, limit: int = 10) -> QuerySet[TraceFeature]:
-    """The traces where the feature peaked highest, strongest first."""
-    return (
-        sae_index_rows(sae)
-        .filter(feature=index)
-        .select_related("trace__prompt", "trace__run")
-        .order_by("-max_activation", "pk")[:limit]
-    )
-
-
 def feature_peaks(sae: SaeRecord, index: int) -> list[float]:
     """The feature's peak activation in each trace where it fired, for its histogram."""
     return list(sae_index_rows(sae).filter(feature=index).values_list("max_activation", flat=True))

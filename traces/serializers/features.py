@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from traces.models import FeatureAnnotation, FeatureAnnotationChange, TraceFeature
+from traces.models import FeatureAnnotation, FeatureAnnotationChange
 
 
 class AnnotationSerializer(serializers.ModelSerializer[FeatureAnnotation]):
@@ -59,14 +59,22 @@ class AnnotationChangeSerializer(serializers.ModelSerializer[FeatureAnnotationCh
         read_only_fields = fields
 
 
-class TopExampleSerializer(serializers.ModelSerializer[TraceFeature]):
-    run = serializers.IntegerField(source="trace.run_id")
-    prompt_position = serializers.IntegerField(source="trace.prompt.position")
+class RunTraceSerializer(serializers.Serializer[Any]):
+    run = serializers.IntegerField(source="run_id")
+    trace = serializers.IntegerField(source="trace_id")
 
-    class Meta:
-        model = TraceFeature
-        fields = ["run", "prompt_position", "max_activation", "count", "first_position"]
-        read_only_fields = fields
+
+class TopExampleSerializer(serializers.Serializer[Any]):
+    """A prompt among the feature's strongest, once however many runs analysed it: its
+    strongest trace, and the other runs where it fired for the feature."""
+
+    run = serializers.IntegerField(source="row.trace.run_id")
+    trace = serializers.IntegerField(source="row.trace_id")
+    prompt_position = serializers.IntegerField(source="row.trace.prompt.position")
+    max_activation = serializers.FloatField(source="row.max_activation")
+    count = serializers.IntegerField(source="row.count")
+    first_position = serializers.IntegerField(source="row.first_position")
+    also_in = RunTraceSerializer(many=True, help_text="The prompt's traces in other runs.")
 
 
 class LensTokenSerializer(serializers.Serializer[Any]):
