@@ -52,6 +52,12 @@ class Prompt(models.Model):
     redactions = models.JSONField(
         default=dict, blank=True, help_text="category -> count of spans redacted before storage"
     )
+    messages = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="A conversation's messages ({role, content}), redacted as the text is, "
+        "which then reads 'role: content' per message; empty for a text prompt.",
+    )
     tags = models.JSONField(default=list)
     metadata = models.JSONField(default=dict)
     token_count = models.PositiveIntegerField()
@@ -67,6 +73,9 @@ class Prompt(models.Model):
 
     def __str__(self) -> str:
         return self.text[:60]
+
+
+WIDTH_NAMES = {16384: "16k", 65536: "65k", 262144: "262k", 1048576: "1m"}
 
 
 class SaeRecord(models.Model):
@@ -87,6 +96,12 @@ class SaeRecord(models.Model):
     quality = models.JSONField(default=dict, help_text="l0, fvu, dead_share, delta_ce, tokens")
     quality_source = models.CharField(max_length=300, blank=True)
     quality_measured_at = models.DateTimeField(null=True, blank=True)
+    target_mean = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Dataset-level mean of what the SAE reconstructs: the centre of FVU.",
+    )
+    target_mean_source = models.CharField(max_length=300, blank=True)
     registered_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -94,6 +109,11 @@ class SaeRecord(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def width_name(self) -> str:
+        """As Gemma Scope 2 names widths (16k, 65k, 262k, 1m), else the number."""
+        return WIDTH_NAMES.get(self.width, f"{self.width:,}")
 
 
 class AnalysisRun(models.Model):
@@ -140,6 +160,21 @@ class AnalysisRun(models.Model):
         db_index=True,
         help_text="When the run, its traces and its bundle expire (set from the profile).",
     )
+    sq_err_total = models.FloatField(default=0.0, help_text="Σ‖y − ŷ‖² over its traces")
+    sq_dev_total = models.FloatField(default=0.0, help_text="Σ‖y − μ‖² over its traces")
+    checkpoint = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="The model checkpoint run (a hub id or folder); blank: the SAE's model_name.",
+    )
+    pass_leader = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="pass_members",
+        help_text="The run whose worker computes this run in the same forward pass.",
+    )
     reproduces = models.ForeignKey(
         "self",
         null=True,
@@ -158,6 +193,16 @@ class AnalysisRun(models.Model):
     @property
     def artifact_prefix(self) -> str:
         return f"runs/{self.pk}"
+
+    @property
+    def model_reference(self) -> str:
+        """What the worker loads: the chosen checkpoint, else the model the SAE was made for."""
+        return self.checkpoint or self.sae.model_name
+
+    @property
+    def leader_id(self) -> int:
+        """The run whose job computes this one: itself, or its pass's leader."""
+        return self.pass_leader_id or self.pk
 
 
 class Trace(models.Model):

@@ -2,6 +2,11 @@
 
 ``parse_prompt_file`` either returns every prompt or raises ``PromptFileError`` listing every
 problem with its line number, so a bad file is refused whole and its author can fix it in one go.
+
+A JSONL line holds either a ``"prompt"`` (text) or ``"messages"`` (a conversation for an
+instruction-tuned checkpoint: ``[{"role": "user", "content": "..."}, ...]``). A conversation's
+``text`` is a readable rendering of it (``chat_text``), for lists and search; the engine renders
+the messages with the checkpoint's chat template instead.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from scopeweb.refusals import Refused
+from traces.chat_messages import ChatMessages, PromptInput, chat_messages, chat_text
 
 FORMATS = ("jsonl", "csv", "txt")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt", ".text": "txt"}
@@ -36,10 +42,15 @@ class Problem:
 @dataclass
 class ParsedPrompt:
     line: int
-    text: str
+    text: str  # a conversation's: its ``chat_text``
     external_id: str = ""
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    messages: ChatMessages = field(default_factory=list)  # empty for a text prompt
+
+    @property
+    def content(self) -> PromptInput:
+        return self.messages or self.text
 
 
 @dataclass(frozen=True)
@@ -143,17 +154,33 @@ def _jsonl(text: str, problems: list[Problem]) -> list[ParsedPrompt]:
             problems.append(Problem(number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
             continue
         if not isinstance(row, dict):
-            problems.append(Problem(number, 'each line must be a JSON object with a "prompt"'))
+            problems.append(
+                Problem(number, 'each line must be a JSON object with a "prompt" or "messages"')
+            )
             continue
         prompt = row.get("prompt")
+        messages: ChatMessages = []
+        if "messages" in row:
+            if prompt is not None:
+                problems.append(Problem(number, 'give "prompt" or "messages", not both'))
+                continue
+            messages, wrong = chat_messages(row["messages"])
+            problems.extend(Problem(number, message) for message in wrong)
+            if wrong:
+                continue
+            prompt = chat_text(messages)
         if not isinstance(prompt, str):
             problems.append(
                 Problem(
-                    number, 'missing "prompt"' if prompt is None else '"prompt" must be a string'
+                    number,
+                    'missing "prompt" (or "messages")'
+                    if prompt is None
+                    else '"prompt" must be a string',
                 )
             )
             continue
-        extra = {key: value for key, value in row.items() if key not in ("prompt", "id", "tags")}
+        skip = ("prompt", "messages", "id", "tags")
+        extra = {key: value for key, value in row.items() if key not in skip}
         prompts.append(
             ParsedPrompt(
                 line=number,
@@ -161,6 +188,7 @@ def _jsonl(text: str, problems: list[Problem]) -> list[ParsedPrompt]:
                 external_id=_external_id(row.get("id"), number, problems),
                 tags=_tags(row.get("tags"), number, problems),
                 metadata=extra,
+                messages=messages,
             )
         )
     return prompts

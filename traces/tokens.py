@@ -1,5 +1,6 @@
 """Token ids as text: the tokenizer's pieces (``tokenizer_decode``), the text each piece stands
-for (``piece_text``) and how the trace strip draws it (``display_pieces``).
+for (``piece_text``), how the trace strip draws it (``display_pieces``) and which tokens a chat
+template wrote (``template_marks``).
 
 Token strings come from the model's tokenizer (the ``tokenizers`` library, never torch),
 loaded only when there is something to decode.
@@ -8,8 +9,10 @@ loaded only when there is something to decode.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 Decode = Callable[[list[int]], list[str]]
 
@@ -24,6 +27,9 @@ def tokenizer_decode(ids: list[int]) -> list[str]:
 
 
 BOS_PIECE = "<bos>"
+# Gemma's chat template writes "<start_of_turn>{role}\n" ... "<end_of_turn>\n" around each turn.
+TURN_START, TURN_END, NEWLINE = 1, 2, 3  # ``Piece.kind``; 0 for any other piece
+_KINDS = {"<start_of_turn>": TURN_START, "<end_of_turn>": TURN_END, "\n": NEWLINE}
 
 _BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
@@ -53,6 +59,7 @@ class Piece(NamedTuple):
     text: str  # what the piece stands for
     shown: str  # ``text`` with whitespace drawn
     is_bos: bool  # the BOS piece
+    kind: int  # TURN_START, TURN_END, NEWLINE or 0 (what ``template_marks`` reads)
 
 
 _PIECES: dict[Decode, dict[int, Piece]] = {}  # decode function -> token id -> Piece
@@ -82,4 +89,23 @@ def display_pieces(ids: list[int], decode: Decode | None = None) -> list[Piece]:
 
 def _piece(piece: str) -> Piece:
     text = piece_text(piece)
-    return Piece(text, visible_text(text), piece == BOS_PIECE)
+    return Piece(text, visible_text(text), piece == BOS_PIECE, _KINDS.get(text, 0))
+
+
+def template_marks(pieces: Sequence[Piece]) -> tuple[np.ndarray, dict[int, str]]:
+    """Which tokens the chat template wrote (``[tokens]`` bool): ``<start_of_turn>``, the role
+    word after it and the newline after that, ``<end_of_turn>`` and the newline after it; and
+    each turn's role by the position of its ``<start_of_turn>``."""
+    kind = np.fromiter((piece.kind for piece in pieces), dtype=np.int8, count=len(pieces))
+    marked = (kind == TURN_START) | (kind == TURN_END)
+    starts = np.flatnonzero(kind == TURN_START)
+    if not starts.size:
+        return marked, {}
+    roles = starts + 1
+    roles = roles[roles < len(kind)]
+    roles = roles[kind[roles] == 0]  # a word, not another template token
+    marked[roles] = True
+    after = np.concatenate([roles + 1, np.flatnonzero(kind == TURN_END) + 1])
+    after = after[after < len(kind)]
+    marked[after[kind[after] == NEWLINE]] = True
+    return marked, {int(at) - 1: pieces[int(at)].text.strip() for at in roles}

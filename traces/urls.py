@@ -39,6 +39,7 @@ urlpatterns: list[URLPattern] = [
     path("saes/", saes.sae_list_view, name="sae_list"),
     # runs
     path("prompt-sets/<int:prompt_set_id>/runs/new/", runs.run_start_view, name="run_start"),
+    path("prompt-sets/<int:prompt_set_id>/runs/plan/", runs.run_plan_view, name="run_plan"),
     path("runs/", runs.run_list_view, name="run_list"),
     path("runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel/", runs.run_cancel_view, name="run_cancel"),

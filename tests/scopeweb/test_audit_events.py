@@ -186,7 +186,8 @@ def test_runs_started_cancelled_and_reproduced_are_recorded(reviewer: User) -> N
     assert (started.after or {})["seed"] == 3 and (started.after or {})["reproduces"] is None
     client.post(reverse("run_cancel", args=[run.pk]))
     cancelled = _only("run.cancel")
-    assert cancelled.object_id == str(run.pk) and cancelled.detail == {"before_start": True}
+    assert cancelled.object_id == str(run.pk)
+    assert cancelled.detail == {"before_start": True, "runs": [run.pk]}
     finished = make_run(sae=sae, prompt_set=prompt_set)
     client.post(reverse("run_reproduce", args=[finished.pk]))
     reproduced = _only("run.reproduce")

@@ -12,6 +12,7 @@ from scopeweb.accounts.actor import Actor
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
+    from traces.engine.model import LoadedModel
     from traces.models import PromptSet
 
 
@@ -19,6 +20,14 @@ def jsonl(prompts: list[str]) -> bytes:
     return "".join(
         json.dumps({"prompt": p, "id": f"p{i}"}) + "\n" for i, p in enumerate(prompts)
     ).encode()
+
+
+@pytest.fixture(scope="module")
+def gemma() -> LoadedModel:
+    """The real Gemma 3 270M from the PyPI package (torch is imported only by tests that ask)."""
+    from traces.engine.model import load_default_model
+
+    return load_default_model()
 
 
 @pytest.fixture

@@ -17,11 +17,6 @@ from traces.engine.sae import load_sae
 from traces.services.saes import shipped_sae_folders
 
 
-@pytest.fixture(scope="module")
-def gemma() -> LoadedModel:
-    return load_default_model()
-
-
 def test_default_model_is_gemma3_270m_from_its_cache(gemma: LoadedModel) -> None:
     assert (gemma.d_model, gemma.n_layers) == (640, 18)
     again = load_default_model()

@@ -40,8 +40,8 @@ def test_every_bad_jsonl_row_is_listed_by_line() -> None:
     assert found == [
         'line 2: "prompt" must be a string',
         "line 3: not valid JSON: Expecting value (column 1)",
-        'line 4: each line must be a JSON object with a "prompt"',
-        'line 5: missing "prompt"',
+        'line 4: each line must be a JSON object with a "prompt" or "messages"',
+        'line 5: missing "prompt" (or "messages")',
     ]
 
 
@@ -116,4 +116,86 @@ def test_ten_thousand_lines_with_one_bad_row_at_the_end() -> None:
     lines.append('{"prompt": "unterminated')
     assert problems("\n".join(lines) + "\n") == [
         "line 10000: not valid JSON: Unterminated string starting at (column 12)"
+    ]
+
+
+def _chat(*messages: object, **row: object) -> str:
+    return json.dumps({"messages": list(messages), **row})
+
+
+def test_jsonl_reads_a_conversation_with_its_id_tags_and_a_readable_text() -> None:
+    rows = parse(
+        _chat(
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hello?"},
+            {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "Bye."},
+            id="c1",
+            tags=["chat"],
+            source="x",
+        )
+        + "\n"
+        + _chat({"role": "user", "content": "One"}, {"role": "model", "content": "Two"})
+        + '\n{"prompt": "plain"}\n'
+    )
+    first, second, plain = rows
+    assert first.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello?"},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "user", "content": "Bye."},
+    ]
+    assert first.text == "system: Be brief.\nuser: Hello?\nassistant: Hi.\nuser: Bye."
+    assert (first.external_id, first.tags, first.metadata) == ("c1", ["chat"], {"source": "x"})
+    assert first.content == first.messages
+    assert second.text == "user: One\nmodel: Two" and second.line == 2
+    assert (plain.messages, plain.content) == ([], "plain")
+
+
+def test_every_bad_conversation_is_listed_by_line_and_message() -> None:
+    user = {"role": "user", "content": "hi"}
+    lines = [
+        json.dumps({"prompt": "both", "messages": [user]}),
+        json.dumps({"messages": []}),
+        json.dumps({"messages": "hi"}),
+        _chat({"role": "bot", "content": "hi"}),
+        _chat({"content": "hi"}),
+        _chat({"role": "user", "content": 5}),
+        _chat({"role": "user"}),
+        _chat({"role": "user", "content": "  "}),
+        _chat(user, "hello"),
+        _chat({"role": "user", "content": "hi", "name": "Ann"}),
+        _chat({"role": "assistant", "content": "first"}),
+        _chat(user, user),
+        _chat(user, {"role": "model", "content": "a"}, {"role": "system", "content": "b"}),
+        _chat({"role": "system", "content": "alone"}),
+        _chat(user, id="ok"),
+    ]
+    assert problems("\n".join(lines) + "\n") == [
+        'line 1: give "prompt" or "messages", not both',
+        'line 2: "messages" is empty: give at least one user message',
+        'line 3: "messages" must be a list of {"role": ..., "content": ...} objects',
+        "line 4: message 1 has the role 'bot'; use user, assistant, model or system",
+        "line 5: message 1 has no role; use user, assistant, model or system",
+        "line 6: message 1's \"content\" must be a string",
+        'line 7: message 1 has no "content"',
+        "line 8: message 1's \"content\" is empty",
+        'line 9: message 2 must be an object with "role" and "content"',
+        'line 10: message 1 has keys other than "role" and "content": "name"',
+        "line 11: message 1 is from assistant: turns must alternate user and model (or "
+        "assistant), starting with user",
+        "line 12: message 2 is from user: turns must alternate user and model (or assistant), "
+        "starting with user",
+        "line 13: message 3 is a system message: only the first message may be one",
+        "line 14: a system message needs a user message after it",
+    ]
+
+
+def test_conversations_are_checked_like_prompts_for_duplicates_and_length() -> None:
+    chat = _chat({"role": "user", "content": "same"})
+    assert problems(f"{chat}\n{chat}\n") == ["line 2: the same prompt as line 1"]
+    small = Limits(max_bytes=10_000, max_prompts=10, max_chars=10)
+    long = _chat({"role": "user", "content": "a long question"})
+    assert problems(long + "\n", limits=small) == [
+        "line 1: the prompt has 21 characters; the limit is 10"
     ]

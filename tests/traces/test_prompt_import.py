@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,9 @@ from scopeweb.jobs.models import Job, JobState
 from scopeweb.retention.models import RetentionProfile
 from tests.conftest import client_for
 from tests.traces.conftest import jsonl
-from traces.engine.tokenizer import count_tokens
+from traces.engine.tokenizer import count_tokens, load_tokenizer
 from traces.models import Prompt, PromptSet
+from traces.services.originals import content_sha256, prompts_for_analysis
 from traces.services.prompt_sets import prompt_set_import, prompt_set_upload
 
 pytestmark = pytest.mark.django_db
@@ -172,3 +174,73 @@ def test_import_command_refuses_unknown_profile(tmp_path: Path) -> None:
     path.write_text("hi\n")
     with pytest.raises(CommandError, match="Unknown profile 'DE'; choose one of: FR, UK, US"):
         call_command("import_prompts", str(path), name="x", profile="DE")
+
+
+EMAIL = "jane.doe@example.org"
+CHAT = [
+    {"role": "system", "content": "Answer in one line."},
+    {"role": "user", "content": f"Write to {EMAIL} for me."},
+    {"role": "assistant", "content": f"Done: I wrote to {EMAIL}."},
+    {"role": "user", "content": "Thanks!"},
+]
+
+
+def _chat_file() -> bytes:
+    rows = [{"messages": CHAT, "id": "c1"}, {"prompt": "A plain prompt."}]
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def test_a_conversation_is_stored_with_its_messages_and_chat_template_token_count(
+    reviewer: User,
+) -> None:
+    job = _import(reviewer, _chat_file())
+    assert job.state == JobState.SUCCEEDED, job.error
+    chat, plain = PromptSet.objects.get(pk=job.result["prompt_set_id"]).prompts.order_by("position")
+    assert chat.messages == CHAT and plain.messages == []
+    assert chat.text.splitlines()[:2] == [
+        "system: Answer in one line.",
+        f"user: Write to {EMAIL} for me.",
+    ]
+    # Gemma 3's template: the system message opens the first user turn; BOS once, at the start.
+    rendered = (
+        "<bos><start_of_turn>user\nAnswer in one line.\n\nWrite to jane.doe@example.org for me."
+        "<end_of_turn>\n<start_of_turn>model\nDone: I wrote to jane.doe@example.org.<end_of_turn>\n"
+        "<start_of_turn>user\nThanks!<end_of_turn>\n<start_of_turn>model\n"
+    )
+    expected = load_tokenizer().encode(rendered, add_special_tokens=False).ids
+    assert expected[:2] == [2, 105]  # <bos> <start_of_turn>
+    assert chat.token_count == len(expected)
+    assert plain.token_count == count_tokens(["A plain prompt."])[0]
+    assert chat.text_sha256 == content_sha256(CHAT)
+    assert [content for _, content in prompts_for_analysis(chat.prompt_set)] == [
+        CHAT,
+        "A plain prompt.",
+    ]
+
+
+@pytest.mark.parametrize("profile", ["UK", "FR"])
+def test_a_conversation_is_redacted_message_by_message_and_analysed_as_given(
+    reviewer: User, profile: str
+) -> None:
+    job = _import(reviewer, _chat_file(), profile=profile)
+    assert job.state == JobState.SUCCEEDED, job.error
+    prompt_set = PromptSet.objects.get(pk=job.result["prompt_set_id"])
+    chat = prompt_set.prompts.order_by("position")[0]
+    assert [m["content"] for m in chat.messages] == [
+        "Answer in one line.",
+        "Write to [EMAIL] for me.",
+        "Done: I wrote to [EMAIL].",
+        "Thanks!",
+    ]
+    assert [m["role"] for m in chat.messages] == [m["role"] for m in CHAT]
+    assert EMAIL not in chat.text and "user: Write to [EMAIL] for me." in chat.text
+    assert chat.redactions == {"EMAIL": 2}
+    assert chat.text_sha256 == content_sha256(CHAT)  # of the original conversation
+    us_job = _import(reviewer, _chat_file())
+    us_chat = PromptSet.objects.get(pk=us_job.result["prompt_set_id"]).prompts.get(position=0)
+    assert chat.token_count == us_chat.token_count  # counted on the original
+    # The engine reads the original conversation from the kept upload; the API, the stored one.
+    assert prompts_for_analysis(prompt_set)[0] == (chat.pk, CHAT)
+    listed = client_for(reviewer).get(reverse("api_prompts", args=[prompt_set.pk]))
+    assert listed.json()["results"][0]["messages"] == chat.messages
+    assert EMAIL not in listed.content.decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import time
@@ -16,13 +17,16 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 
 from scopeweb.accounts.actor import Actor
+from scopeweb.retention.models import RetentionProfile
 from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set
 from traces.bundle.chunks import decode_rows, read_chunk_files
 from traces.bundle.format import chunk_name
 from traces.models import AnalysisRun, FeatureAnnotation, SaeRecord, Trace, TraceFeature
+from traces.services.prompt_sets import prompt_set_import, prompt_set_upload
 from traces.services.runs import run_execute, run_start
 from traces.services.saes import sae_register_shipped, shipped_sae_folders
+from traces.tokens import display_pieces, template_marks
 
 pytestmark = [
     pytest.mark.django_db,
@@ -262,3 +266,92 @@ def test_text_search_finds_the_same_traces_by_index_or_by_walking_the_list(
         assert found("absent") == [], common
         page = list_page(trace_list(TraceQuery(text="prompt")), 1, 50)
         assert [t.pk for t in page.items] == [second.pk] and not page.has_next
+
+
+START, END, NEWLINE = 105, 106, 107  # <start_of_turn>, <end_of_turn>, "\n"
+CONVERSATION = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "assistant", "content": "Paris."},
+    {"role": "user", "content": "And of Italy?"},
+]
+
+
+def _template_positions(ids: list[int]) -> set[int]:
+    """What Gemma's chat template wrote, worked out from the ids alone: the turn markers, the
+    role word after each start and the newline after it, and the newline after each end."""
+    return {
+        i
+        for i, token in enumerate(ids)
+        if token in (START, END)
+        or (i >= 1 and ids[i - 1] == START)
+        or (token == NEWLINE and ((i >= 2 and ids[i - 2] == START) or ids[i - 1] == END))
+    }
+
+
+def test_template_marks_finds_the_template_tokens_and_each_turns_role() -> None:
+    from traces.engine.tokenizer import load_tokenizer
+
+    text = (
+        "<bos><start_of_turn>user\nHi\nthere<end_of_turn>\n<start_of_turn>model\nHello"
+        "<end_of_turn>\n<start_of_turn>model\n"
+    )
+    ids = load_tokenizer().encode(text, add_special_tokens=False).ids
+    marked, turns = template_marks(display_pieces(ids))
+    assert set(np.flatnonzero(marked).tolist()) == _template_positions(ids)
+    assert "Hi" not in [display_pieces([ids[i]])[0].text for i in np.flatnonzero(marked)]
+    assert turns == {1: "user", 9: "model", 15: "model"}  # at each <start_of_turn>
+    assert [i for i, token in enumerate(ids) if token == START] == [1, 9, 15]
+    plain = load_tokenizer().encode("No turns here.\nNone at all.").ids
+    marked, turns = template_marks(display_pieces(plain))
+    assert not marked.any() and turns == {}
+    # A turn cut off by the capture limit right after its marker.
+    marked, turns = template_marks(display_pieces(ids[:-2]))
+    assert marked[-1] and turns == {1: "user", 9: "model"}
+
+
+def test_a_conversations_trace_marks_the_template_tokens_and_labels_each_turn(
+    reviewer: User,
+) -> None:
+    data = (json.dumps({"messages": CONVERSATION, "id": "chat"}) + "\n").encode()
+    job = prompt_set_upload(
+        actor=Actor.command(reviewer),
+        name="chat",
+        description="",
+        profile=RetentionProfile.objects.get(code="US"),
+        file=io.BytesIO(data),
+        filename="chat.jsonl",
+        size=len(data),
+        queue=False,
+    )
+    prompt_set = prompt_set_import(job.pk)
+    assert prompt_set is not None
+    sae = sae_register_shipped()[0]
+    run = run_start(actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False)
+    run_execute(run.job_id)
+    trace = Trace.objects.get(run=run)
+    ids = decode_rows(
+        read_chunk_files(run.artifact_prefix, trace.chunk),
+        top_k=run.top_k,
+        start=trace.row,
+        stop=trace.row + trace.tokens,
+    )["token_ids"].tolist()
+    assert ids[0] == 2 and ids.count(2) == 1 and ids.count(START) == 4  # 3 turns and the model's
+    assert trace.tokens == trace.prompt.token_count  # as the import counted them
+
+    page = client_for(reviewer).get(reverse("trace_detail", args=[trace.pk])).content.decode()
+    classes = {
+        int(at): kinds.split()
+        for kinds, at in re.findall(r'<span class="(tok[^"]*)" data-i="(\d+)"', page)
+    }
+    assert len(classes) == trace.tokens
+    marked = {at for at, kinds in classes.items() if "tpl" in kinds}
+    assert marked == _template_positions(ids)
+    labels = re.findall(r'<span class="turn-mark turn-(\w+)"[^>]*>(\w+)</span><span', page)
+    assert labels == [("user", "user"), ("model", "model"), ("user", "user"), ("model", "model")]
+    # Each label stands right before its turn's <start_of_turn>.
+    for at in [at for at, token in enumerate(ids) if token == START]:
+        assert re.search(rf'turn starts here">\w+</span><span [^>]*data-i="{at}"', page), at
+    content = ids.index(START) + 3  # the first token of the first turn's content
+    assert "tpl" not in classes[content]
+    assert "(chat template)" in unescape(page)

@@ -36,6 +36,7 @@ class StripToken(NamedTuple):
     title: str
     breaks: int  # line breaks to draw after the token (its newlines)
     completion_starts: bool  # the first completion token: draw the divider before it
+    turn: str = ""  # a chat turn starts here: its role, drawn as a label before the token
 
 
 def _value_text(value: float) -> str:
@@ -58,6 +59,7 @@ def strip_tokens(view: TraceTokens, colouring: Colouring) -> list[StripToken]:
     tooltip_idx = view.top_idx[:, :TOOLTIP_FEATURES].tolist()
     tooltip_val = view.top_val[:, :TOOLTIP_FEATURES].tolist()
     kept, err_ratio = view.kept, view.err_ratio.tolist()
+    template = view.template.tolist() if len(view.template) == len(view) else [False] * len(view)
     for position, (style, over, value) in enumerate(
         zip(colouring.styles, colouring.over, colouring.values, strict=True)
     ):
@@ -72,9 +74,12 @@ def strip_tokens(view: TraceTokens, colouring: Colouring) -> list[StripToken]:
             classes += " over"
         if redacted is not None:
             classes += " redacted"
+        if template[position]:
+            classes += " tpl"
         lines = [
             f"#{position}{' BOS' if is_bos else ''} {text!r}"
-            f"{' (completion)' if is_completion else ''}",
+            f"{' (completion)' if is_completion else ''}"
+            f"{' (chat template)' if template[position] else ''}",
             f"L0 {view.l0[position]} · recon error {err_ratio[position]:.3g}",
         ]
         if redacted is not None:
@@ -96,6 +101,7 @@ def strip_tokens(view: TraceTokens, colouring: Colouring) -> list[StripToken]:
                 "\n".join(lines),
                 text.count("\n"),
                 is_completion and not previous_completion,
+                view.turns.get(position, ""),
             )
         )
         previous_completion = is_completion
@@ -104,7 +110,8 @@ def strip_tokens(view: TraceTokens, colouring: Colouring) -> list[StripToken]:
 
 def strip_html(view: TraceTokens, colouring: Colouring, *, choosable: bool = True) -> SafeString:
     """The strip as HTML: one ``<span class="tok">`` per token (colour, tooltip), the
-    completion's divider and the text's line breaks, as ``strip_tokens`` describes them.
+    completion's divider, each chat turn's role label and the text's line breaks, as
+    ``strip_tokens`` describes them.
     ``choosable`` tokens carry their position and the ``option`` role of the trace page's
     listbox."""
     parts: list[str] = []
@@ -115,6 +122,10 @@ def strip_html(view: TraceTokens, colouring: Colouring, *, choosable: bool = Tru
                 '<span class="completion-mark" title="The model\'s completion starts here">'
                 "completion ›</span>"
             )
+        if row.turn:
+            who = escape(row.turn)
+            kind = f" turn-{who}" if who.isalpha() else ""
+            add(f'<span class="turn-mark{kind}" title="A {who} turn starts here">{who}</span>')
         style = f' style="{escape(row.style)}"' if row.style else ""
         at, role = (f' data-i="{row.position}"', ' role="option"') if choosable else ("", "")
         add(

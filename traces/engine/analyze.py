@@ -14,16 +14,19 @@ token string of the span is stored. A generated completion is stored redacted th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from traces.bundle.format import canonicalize, trace_hash
 from traces.bundle.redaction import REDACTION_RUN_START, redaction_code
-from traces.engine.capture import batches_by_length, capture_residual, make_batch
+from traces.engine.capture import batches_by_length, capture_hooks, make_batch
+from traces.engine.encode import SparseCodes, encode_sparse
 from traces.engine.model import LoadedModel
+from traces.engine.prompt_ids import PromptInput, prompt_token_ids
 from traces.engine.sae import LoadedSae
 from traces.tokens import piece_text
 
@@ -37,7 +40,9 @@ class TraceResult:
     truncated: bool
     completion: str
     l0: float
-    fvu: float
+    fvu: float  # sq_err / sq_dev
+    sq_err: float  # Σ‖y − ŷ‖² over the trace's tokens, BOS excluded
+    sq_dev: float  # Σ‖y − μ‖², μ the SAE's dataset-level mean (traces.engine.quality)
     resid_norm: float
     sha256: str
     # (feature, max activation, count, first position), BOS excluded
@@ -125,36 +130,44 @@ def _generate(
     return [int(t) for t in out[0, len(ids) :].tolist()]
 
 
-@torch.inference_mode()
-def analyze_chunk(
-    loaded: LoadedModel,
-    sae: LoadedSae,
-    prompts: list[tuple[int, str]],
-    *,
-    top_k: int,
-    capture_limit: int,
-    generate_tokens: int = 0,
-    seed: int = 0,
-    max_batch_tokens: int = 8192,
-    redaction: TokenRedaction | None = None,
-) -> ChunkResult:
-    sequences: list[list[int]] = []
-    prompt_lengths: list[int] = []
-    truncated: list[bool] = []
-    completions: list[str] = []
-    encodings = loaded.tokenizer.encode_batch([text for _, text in prompts])
-    for (key, _), encoding in zip(prompts, encodings, strict=True):
-        ids = list(encoding.ids)
-        truncated.append(len(ids) > capture_limit)
-        ids = ids[:capture_limit]
-        prompt_lengths.append(len(ids))
-        extra = _generate(loaded, ids, generate_tokens, seed + key, capture_limit)
-        completions.append(loaded.tokenizer.decode(extra) if extra else "")
-        sequences.append(ids + extra)
+L0_MAX = int(np.iinfo(np.int16).max)
 
-    total = sum(len(s) for s in sequences)
-    rows = np.cumsum([0] + [len(s) for s in sequences])
-    arrays: dict[str, np.ndarray] = {
+
+@dataclass
+class _Prepared:
+    """A chunk's token sequences, shared by every SAE of the pass."""
+
+    sequences: list[list[int]]
+    prompt_lengths: list[int]
+    truncated: list[bool]
+    completions: list[str]
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.cumsum([0] + [len(s) for s in self.sequences])
+
+
+def _prepare(
+    loaded: LoadedModel,
+    prompts: Sequence[tuple[int, PromptInput]],
+    capture_limit: int,
+    generate_tokens: int,
+    seed: int,
+) -> _Prepared:
+    prepared = _Prepared([], [], [], [])
+    encoded = prompt_token_ids(loaded, [prompt for _, prompt in prompts])
+    for (key, _), ids in zip(prompts, encoded, strict=True):
+        prepared.truncated.append(len(ids) > capture_limit)
+        ids = ids[:capture_limit]
+        prepared.prompt_lengths.append(len(ids))
+        extra = _generate(loaded, ids, generate_tokens, seed + key, capture_limit)
+        prepared.completions.append(loaded.tokenizer.decode(extra) if extra else "")
+        prepared.sequences.append(ids + extra)
+    return prepared
+
+
+def _empty_arrays(total: int, top_k: int) -> dict[str, np.ndarray]:
+    return {
         "token_ids": np.zeros(total, dtype=np.int32),
         "top_idx": np.full((total, top_k), -1, dtype=np.int32),
         "top_val": np.zeros((total, top_k), dtype=np.float16),
@@ -164,76 +177,144 @@ def analyze_chunk(
         "is_completion": np.zeros(total, dtype=np.uint8),
         "redacted": np.zeros(total, dtype=np.uint8),
     }
-    enc = sae.sae
-    module = sae.config.module_path
-    sq_dev = np.zeros(len(sequences), dtype=np.float64)  # Σ||x - mean_trace||², BOS excluded
+
+
+@torch.inference_mode()
+def analyze_chunk(
+    loaded: LoadedModel, sae: LoadedSae, prompts: Sequence[tuple[int, PromptInput]], **options: Any
+) -> ChunkResult:
+    """``analyze_chunk_multi`` with one SAE."""
+    return analyze_chunk_multi(loaded, [sae], prompts, **options)[0]
+
+
+@torch.inference_mode()
+def analyze_chunk_multi(
+    loaded: LoadedModel,
+    saes: Sequence[LoadedSae],
+    prompts: Sequence[tuple[int, PromptInput]],
+    *,
+    top_k: int,
+    capture_limit: int,
+    generate_tokens: int = 0,
+    seed: int = 0,
+    max_batch_tokens: int = 8192,
+    redaction: TokenRedaction | None = None,
+) -> list[ChunkResult]:
+    """One forward pass per batch, stopped after the deepest hook of any SAE, feeds every SAE;
+    each gets the arrays one single-SAE run would have written (the same hashes)."""
+    prepared = _prepare(loaded, prompts, capture_limit, generate_tokens, seed)
+    sequences, rows = prepared.sequences, prepared.rows
+    total = int(rows[-1])
+    per_sae = [_empty_arrays(total, top_k) for _ in saes]
+    sq_dev = np.zeros((len(saes), len(sequences)), dtype=np.float64)  # Σ‖y − μ‖², BOS excluded
+    hooks = list({h.name: h for s in saes for h in (s.config.hook_in, s.config.hook_out)}.values())
     for group in batches_by_length([len(s) for s in sequences], max_tokens=max_batch_tokens):
         batch = make_batch([sequences[i] for i in group], 0, loaded.device)
-        hidden = capture_residual(loaded.model, module, batch)
-        for slot, index in enumerate(group):
-            n = len(sequences[index])
-            x = hidden[slot, :n].float()  # [tokens, d_model]
-            f = enc.encode(x.to(enc.w_enc.dtype)).float()  # [tokens, d_sae]
-            x_hat = enc.decode(f.to(enc.w_dec.dtype)).float()
-            values, indices = f.topk(min(top_k, f.shape[1]), dim=1)
-            active = values > 0
-            start = rows[index]
-            arrays["token_ids"][start : start + n] = sequences[index]
-            arrays["top_idx"][start : start + n, : values.shape[1]] = np.where(
-                active.cpu().numpy(), indices.cpu().numpy(), -1
-            )
-            arrays["top_val"][start : start + n, : values.shape[1]] = (
-                (values * active).cpu().numpy().astype(np.float16)
-            )
-            arrays["l0"][start : start + n] = (f > 0).sum(1).cpu().numpy()
-            arrays["recon_err"][start : start + n] = (x - x_hat).pow(2).sum(1).cpu().numpy()
-            arrays["resid_norm"][start : start + n] = x.norm(dim=1).cpu().numpy()
-            arrays["is_completion"][start + prompt_lengths[index] : start + n] = 1
-            body = x[1:]
-            sq_dev[index] = (
-                float((body - body.mean(0)).pow(2).sum())
-                if len(body) > 1
-                else float(body.pow(2).sum())
-            )
-
-    if redaction is not None:  # after the model read the original: only what is stored changes
-        pad = _pad_id(loaded)
+        captured = capture_hooks(loaded.model, hooks, batch)
+        real = batch.attention_mask.bool()
+        lengths = [len(sequences[i]) for i in group]
+        for which, sae in enumerate(saes):
+            x = captured[sae.config.hook_in.name][real]  # [batch tokens, d_in], prompt by prompt
+            y = captured[sae.config.hook_out.name][real].float()  # what is reconstructed
+            codes = encode_sparse(sae.sae, x, top_k)
+            err = (y - codes.recon).pow(2).sum(1)
+            norm = x.float().norm(dim=1)
+            mean = sae.target_mean if sae.target_mean is not None else y.mean(0)
+            dev = (y - mean.to(y.device)).pow(2).sum(1)
+            at = 0
+            for index, n in zip(group, lengths, strict=True):
+                here, start = slice(at, at + n), int(rows[index])
+                _fill(per_sae[which], start, n, codes, here, err, norm)
+                sq_dev[which, index] = float(dev[here][1:].double().sum())
+                at += n
+    results = []
+    marks = _redact(loaded, prepared, redaction)
+    for arrays, devs in zip(per_sae, sq_dev, strict=True):
         for index, sequence in enumerate(sequences):
-            marks, labels = _redaction_marks(loaded, sequence, redaction)
-            if not marks.any():
-                continue
             start, stop = int(rows[index]), int(rows[index + 1])
-            arrays["redacted"][start:stop] = marks
-            arrays["token_ids"][start:stop][marks > 0] = pad
-            cut = prompt_lengths[index]
-            if completions[index]:
-                completions[index] = _redacted_completion(
-                    loaded, sequence[cut:], marks[cut:], labels[cut:]
-                )
+            arrays["token_ids"][start:stop] = sequence
+            arrays["is_completion"][start + prepared.prompt_lengths[index] : stop] = 1
+        if marks is not None:
+            arrays["redacted"][:] = marks
+            arrays["token_ids"][marks > 0] = _pad_id(loaded)
+        results.append(_chunk_result(arrays, prompts, prepared, devs))
+    return results
 
+
+def _fill(
+    arrays: dict[str, np.ndarray],
+    start: int,
+    n: int,
+    codes: SparseCodes,
+    here: slice,
+    err: torch.Tensor,
+    norm: torch.Tensor,
+) -> None:
+    width = codes.indices.shape[1]
+    arrays["top_idx"][start : start + n, :width] = codes.indices[here].cpu().numpy()
+    arrays["top_val"][start : start + n, :width] = (
+        codes.values[here].cpu().numpy().astype(np.float16)
+    )
+    # int16 in the bundle: an L0 of 32,767 or more (only ever a pathological token) saturates
+    arrays["l0"][start : start + n] = codes.l0[here].clamp_max(L0_MAX).cpu().numpy()
+    arrays["recon_err"][start : start + n] = err[here].cpu().numpy()
+    arrays["resid_norm"][start : start + n] = norm[here].cpu().numpy()
+
+
+def _redact(
+    loaded: LoadedModel, prepared: _Prepared, redaction: TokenRedaction | None
+) -> np.ndarray | None:
+    """Every token's ``redacted`` byte (after the model read the original: only what is stored
+    changes); redacted completions are rewritten in ``prepared``."""
+    if redaction is None:
+        return None
+    rows = prepared.rows
+    marks_all = np.zeros(int(rows[-1]), dtype=np.uint8)
+    for index, sequence in enumerate(prepared.sequences):
+        marks, labels = _redaction_marks(loaded, sequence, redaction)
+        if not marks.any():
+            continue
+        marks_all[int(rows[index]) : int(rows[index + 1])] = marks
+        cut = prepared.prompt_lengths[index]
+        if prepared.completions[index]:
+            prepared.completions[index] = _redacted_completion(
+                loaded, sequence[cut:], marks[cut:], labels[cut:]
+            )
+    return marks_all
+
+
+def _chunk_result(
+    arrays: dict[str, np.ndarray],
+    prompts: Sequence[tuple[int, PromptInput]],
+    prepared: _Prepared,
+    sq_dev: np.ndarray,
+) -> ChunkResult:
     # Stored values are rounded (see traces.bundle.format); hash and index what is stored.
     canonicalize(arrays)
+    rows = prepared.rows
     traces = []
     for index, (key, _) in enumerate(prompts):
         start, stop = int(rows[index]), int(rows[index + 1])
         span = slice(start + 1, stop)  # BOS left out of the figures
-        err = float(arrays["recon_err"][span].sum())
+        err = float(arrays["recon_err"][span].astype(np.float64).sum())
         traces.append(
             TraceResult(
                 key=key,
                 row=start,
                 tokens=stop - start,
-                prompt_tokens=prompt_lengths[index],
-                truncated=truncated[index],
-                completion=completions[index],
+                prompt_tokens=prepared.prompt_lengths[index],
+                truncated=prepared.truncated[index],
+                completion=prepared.completions[index],
                 l0=float(arrays["l0"][span].mean()) if stop - start > 1 else 0.0,
                 fvu=err / sq_dev[index] if sq_dev[index] > 0 else 0.0,
+                sq_err=err,
+                sq_dev=float(sq_dev[index]),
                 resid_norm=float(arrays["resid_norm"][span].mean()) if stop - start > 1 else 0.0,
                 sha256=trace_hash(arrays, start, stop),
                 features=_feature_index(arrays, start + 1, stop),
             )
         )
-    return ChunkResult(arrays=arrays, traces=traces, tokens=total)
+    return ChunkResult(arrays=arrays, traces=traces, tokens=int(rows[-1]))
 
 
 def _feature_index(

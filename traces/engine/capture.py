@@ -1,7 +1,7 @@
-"""Reading the residual stream at an SAE's hook point, running the model no deeper than that.
+"""Reading SAEs' hook points in one forward pass that runs the model no deeper than needed.
 
-A forward hook on the hooked layer stores its output and stops the forward pass, so the layers
-after it and the LM head never run.
+Every hook a pass needs stores its tensor, and the last one to fire stops the pass, so no layer
+after the deepest hook (and no LM head) runs. Batches group prompts of similar length.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from traces.engine.hooks import Hook, parse_hook
 
 
 class _StopForward(Exception):
@@ -53,7 +55,7 @@ def batches_by_length(
 
 
 def hooked_module(model: torch.nn.Module, module_path: str) -> torch.nn.Module:
-    """The module an SAE's hook names. Multimodal Gemma 3 checkpoints (4B and up) keep the text
+    """The module a hook names. Multimodal Gemma 3 checkpoints (4B and up) keep the text
     layers under ``model.language_model``; Gemma Scope 2 names them ``model.layers.N``."""
     try:
         return model.get_submodule(module_path)
@@ -64,22 +66,49 @@ def hooked_module(model: torch.nn.Module, module_path: str) -> torch.nn.Module:
 
 
 @torch.inference_mode()
-def capture_residual(model: torch.nn.Module, module_path: str, batch: Batch) -> torch.Tensor:
-    """The output of ``module_path`` (e.g. ``model.layers.12``): ``[batch, seq, d_model]``."""
-    module = hooked_module(model, module_path)
+def capture_hooks(
+    model: torch.nn.Module, hooks: Sequence[Hook], batch: Batch
+) -> dict[str, torch.Tensor]:
+    """Each hook's tensor ``[batch, seq, width]`` by hook name, from one forward pass that stops
+    as soon as the last of them has fired."""
+    wanted = {hook.name: hook for hook in hooks}
     store: dict[str, torch.Tensor] = {}
+    handles = []
 
-    def hook(_: torch.nn.Module, __: object, output: object) -> None:
-        store["hidden"] = output[0] if isinstance(output, tuple) else output  # type: ignore[assignment]
-        raise _StopForward
+    def keep(name: str, value: object) -> None:
+        store[name] = value[0] if isinstance(value, tuple) else value  # type: ignore[assignment]
+        if len(store) == len(wanted):
+            raise _StopForward
 
-    handle = module.register_forward_hook(hook)
+    for hook in wanted.values():
+        module = hooked_module(model, hook.module_path)
+        if hook.reads == "input":
+            handles.append(
+                module.register_forward_pre_hook(
+                    lambda _, args, name=hook.name: keep(name, args[0])
+                )
+            )
+        else:
+            handles.append(
+                module.register_forward_hook(
+                    lambda _, __, output, name=hook.name: keep(name, output)
+                )
+            )
     try:
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
     except _StopForward:
         pass
     finally:
-        handle.remove()
-    if "hidden" not in store:
-        raise RuntimeError(f"the forward pass never reached {module_path}")
-    return store["hidden"]
+        for handle in handles:
+            handle.remove()
+    missing = sorted(set(wanted) - set(store))
+    if missing:
+        raise RuntimeError(f"the forward pass never reached {', '.join(missing)}")
+    return store
+
+
+def capture_residual(model: torch.nn.Module, module_path: str, batch: Batch) -> torch.Tensor:
+    """The output of ``module_path`` (e.g. ``model.layers.12``): ``[batch, seq, d_model]``."""
+    return capture_hooks(model, [parse_hook(f"{module_path}.output")], batch)[
+        f"{module_path}.output"
+    ]

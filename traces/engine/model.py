@@ -26,12 +26,27 @@ import torch
 from tokenizers import Tokenizer
 
 from scopeweb.storage import path_sha256
-from traces.engine.model_files import ModelFiles, default_model_files
+from traces.engine.model_files import (
+    CACHE_FORMAT,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_IDS,
+    ModelFiles,
+    default_model_files,
+    hf_cache_folder,
+)
 from traces.engine.tokenizer import load_tokenizer
 
+__all__ = [
+    "CACHE_FORMAT",
+    "DEFAULT_MODEL",
+    "DEFAULT_MODEL_IDS",
+    "LoadedModel",
+    "load_default_model",
+    "load_model",
+    "pick_device",
+]
+
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = "gemma-3-270m"
-CACHE_FORMAT = 1
 _CACHED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
@@ -70,8 +85,7 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def _hf_cache(files: ModelFiles) -> Path:
-    return files.cache_dir / f"hf-v{CACHE_FORMAT}"
+_hf_cache = hf_cache_folder  # the name tests/traces/test_engine_real_model.py imports
 
 
 def _cache_is_sound(folder: Path) -> bool:
@@ -121,7 +135,7 @@ def load_default_model(
     from transformers import AutoModelForCausalLM
 
     files = files or default_model_files()
-    folder = _hf_cache(files)
+    folder = hf_cache_folder(files)
     started = time.monotonic()
     from_cache = _cache_is_sound(folder)
     if not from_cache:
@@ -143,9 +157,6 @@ def load_default_model(
         load_seconds=time.monotonic() - started,
         from_cache=from_cache,
     )
-
-
-DEFAULT_MODEL_IDS = frozenset({"", DEFAULT_MODEL, "google/gemma-3-270m", "google/gemma-3-270m-pt"})
 
 
 def load_model(
@@ -193,7 +204,9 @@ def _checkpoint_folder(reference: str) -> Path:
 
     try:
         local = snapshot_download(
-            repo_id=reference, allow_patterns=["*.json", "*.safetensors", "tokenizer.model"]
+            repo_id=reference,
+            # *.jinja: a checkpoint's chat template (traces.engine.chat_template)
+            allow_patterns=["*.json", "*.jinja", "*.safetensors", "tokenizer.model"],
         )
     except (LocalEntryNotFoundError, HfHubHTTPError, ValueError, OSError) as exc:
         raise ValueError(

@@ -1,7 +1,8 @@
 """Where the default model's files live: the GGUF from the PyPI package and its cache folder.
 
 The cache folder is keyed by the GGUF's sha256, so a different or updated GGUF never reuses
-another file's cache.
+another file's cache. Torch-free, so the web (the cost planner, ``traces.run_plan``) shares the
+default model's names and cache layout with the engine (``traces.engine.model``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from pathlib import Path
 from django.conf import settings
 
 from scopeweb.storage import path_sha256
+
+DEFAULT_MODEL = "gemma-3-270m"
+# The names that mean the default model (from the GGUF package) rather than a hub id or folder.
+DEFAULT_MODEL_IDS = frozenset({"", DEFAULT_MODEL, "google/gemma-3-270m", "google/gemma-3-270m-pt"})
+CACHE_FORMAT = 1  # of the dequantised safetensors cache (``hf_cache_folder``)
 
 
 @dataclass(frozen=True)
@@ -62,3 +68,9 @@ class ModelFiles:
 def default_model_files() -> ModelFiles:
     source = Path(settings.MODEL_GGUF_PATH) if settings.MODEL_GGUF_PATH else None
     return ModelFiles(root=Path(settings.MODEL_CACHE_DIR), source=source)
+
+
+def hf_cache_folder(files: ModelFiles) -> Path:
+    """The default model dequantised once: safetensors, config.json, tokenizer.json and
+    cache.json (``traces.engine.model`` writes it on the first load)."""
+    return files.cache_dir / f"hf-v{CACHE_FORMAT}"

@@ -1,6 +1,14 @@
 """SAE quality on held-out text: L0, FVU, dead-latent share and the cross-entropy increase when
-the reconstruction is spliced into the forward pass. The BOS position is left out of every
-figure (its activations are outliers) and is never replaced when splicing."""
+the reconstruction is spliced into the forward pass, and the dataset-level mean that FVU is
+centred on. The BOS position is left out of every figure (its activations are outliers) and is
+never replaced when splicing.
+
+FVU is ``Σ‖y − ŷ‖² / Σ‖y − μ‖²`` over tokens, with ``μ`` the mean of ``y`` over the held-out
+tokens: how Gemma Scope 2 and SAELens report it. ``y`` is what the SAE reconstructs (its input,
+or a transcoder's output hook). Runs centre on the same recorded ``μ``, so a run over
+in-distribution text reads the registry's figure, and a short prompt's small spread does not
+read as a bad reconstruction.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from traces.engine.capture import batches_by_length, capture_residual, hooked_module, make_batch
+from traces.engine.capture import batches_by_length, capture_hooks, hooked_module, make_batch
+from traces.engine.encode import encode_sparse
 from traces.engine.model import LoadedModel
 from traces.engine.sae import LoadedSae
 
@@ -40,55 +49,60 @@ def _next_token_ce(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 
 
 @torch.inference_mode()
+def target_mean(
+    loaded: LoadedModel, sae: LoadedSae, sequences: Sequence[Sequence[int]], max_tokens: int = 4096
+) -> torch.Tensor:
+    """``μ [d_out]`` float32: the mean of what ``sae`` reconstructs over ``sequences``, BOS
+    excluded; a forward pass only as deep as its hook."""
+    hook = sae.config.hook_out
+    total = torch.zeros(sae.sae.d_out, dtype=torch.float64)
+    tokens = 0
+    for group in batches_by_length([len(s) for s in sequences], max_tokens=max_tokens):
+        batch = make_batch([sequences[i] for i in group], 0, loaded.device)
+        y = capture_hooks(loaded.model, [hook], batch)[hook.name]
+        keep = batch.attention_mask.bool().clone()
+        keep[:, 0] = False
+        total += y[keep].double().sum(0).cpu()
+        tokens += int(keep.sum())
+    return (total / max(tokens, 1)).float()
+
+
+@torch.inference_mode()
 def sae_quality(
     loaded: LoadedModel, sae: LoadedSae, sequences: Sequence[Sequence[int]], max_tokens: int = 1024
 ) -> SaeQuality:
     # Small batches: each holds [tokens, 262,144] logits twice (clean and spliced).
-    model, module = loaded.model, sae.config.module_path
-    enc = sae.sae
+    model, config, enc = loaded.model, sae.config, sae.sae
     fired = torch.zeros(enc.d_sae, dtype=torch.bool, device=loaded.device)
     tokens = active = 0
     err_sum = 0.0
-    x_sum = torch.zeros(enc.d_in, dtype=torch.float64)
-    x_sq = 0.0
+    y_sum = torch.zeros(enc.d_out, dtype=torch.float64)
+    y_sq = 0.0
     ce_clean = ce_spliced = 0.0
     predictions = 0
+    hooks = [config.hook_in, config.hook_out]
     for group in batches_by_length([len(s) for s in sequences], max_tokens=max_tokens):
         batch = make_batch([sequences[i] for i in group], 0, loaded.device)
-        hidden = capture_residual(model, module, batch).float()
+        captured = capture_hooks(model, hooks, batch)
         keep = batch.attention_mask.bool().clone()
         keep[:, 0] = False  # BOS
-        x = hidden[keep]  # [tokens, d_in]
-        f = enc.encode(x.to(enc.w_enc.dtype)).float()
-        x_hat = enc.decode(f.to(enc.w_dec.dtype)).float()
+        x, y = captured[config.hook_in.name][keep], captured[config.hook_out.name][keep].float()
+        codes = encode_sparse(enc, x, 1, fired=fired)
         tokens += x.shape[0]
-        active += int((f > 0).sum())
-        fired |= (f > 0).any(0)
-        err_sum += float(((x - x_hat) ** 2).sum())
-        x_sum += x.sum(0).double().cpu()
-        x_sq += float((x.double() ** 2).sum())
+        active += int(codes.l0.sum())
+        err_sum += float(((y - codes.recon) ** 2).sum())
+        y_sum += y.sum(0).double().cpu()
+        y_sq += float((y.double() ** 2).sum())
 
-        replaced = hidden.clone()
-        replaced[keep] = x_hat.to(replaced.dtype)
-        layer = hooked_module(model, module)
-
-        def splice(
-            _: torch.nn.Module, __: object, output: object, new: torch.Tensor = replaced
-        ) -> object:
-            if isinstance(output, tuple):
-                return (new.to(output[0].dtype), *output[1:])
-            return new.to(output.dtype)  # type: ignore[attr-defined]
-
+        replaced = captured[config.hook_out.name].clone()
+        replaced[keep] = codes.recon.to(replaced.dtype)
         clean = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        handle = layer.register_forward_hook(splice)
-        try:
+        with _spliced(model, config.hook_out.module_path, config.hook_out.reads, replaced):
             spliced = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        finally:
-            handle.remove()
         ce_clean += float(_next_token_ce(clean, batch.input_ids, batch.attention_mask))
         ce_spliced += float(_next_token_ce(spliced, batch.input_ids, batch.attention_mask))
         predictions += int(batch.attention_mask[:, 2:].sum())
-    total_var = x_sq - float((x_sum**2).sum()) / max(tokens, 1)
+    total_var = y_sq - float((y_sum**2).sum()) / max(tokens, 1)
     return SaeQuality(
         tokens=tokens,
         l0=active / max(tokens, 1),
@@ -97,3 +111,28 @@ def sae_quality(
         ce_clean=ce_clean / max(predictions, 1),
         ce_spliced=ce_spliced / max(predictions, 1),
     )
+
+
+class _spliced:
+    """Replace a module's output (or, for an ``input`` hook, its first argument) by ``new``."""
+
+    def __init__(self, model: torch.nn.Module, path: str, reads: str, new: torch.Tensor) -> None:
+        self.module, self.reads, self.new = hooked_module(model, path), reads, new
+
+    def __enter__(self) -> None:
+        new = self.new
+        if self.reads == "input":
+            self.handle = self.module.register_forward_pre_hook(
+                lambda _, args: (new.to(args[0].dtype), *args[1:])
+            )
+        else:
+            self.handle = self.module.register_forward_hook(
+                lambda _, __, out: (
+                    (new.to(out[0].dtype), *out[1:])
+                    if isinstance(out, tuple)
+                    else new.to(out.dtype)
+                )
+            )
+
+    def __exit__(self, *_: object) -> None:
+        self.handle.remove()

@@ -9,13 +9,15 @@ from collections.abc import Callable
 
 import torch
 
+from traces.engine.hooks import hook_width
 from traces.engine.model import LoadedModel, load_model
 from traces.engine.sae import LoadedSae, load_sae
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _lock = threading.Lock()
 _models: dict[tuple[str, str], LoadedModel] = {}
-_saes: dict[tuple[str, str], LoadedSae] = {}
+_saes: dict[tuple[str, str, str], LoadedSae] = {}
+KEEP_SAES = 8
 
 
 def default_dtype() -> str:
@@ -41,12 +43,21 @@ def model_for(reference: str, dtype: str) -> LoadedModel:
 
 
 def sae_for(reference: str, loaded: LoadedModel) -> LoadedSae:
+    """The SAE in the model's dtype on its device; the most recent ``KEEP_SAES`` stay loaded."""
     with _lock:
-        key = (reference, str(loaded.device))
-        if key not in _saes:
+        key = (reference, str(loaded.device), str(loaded.dtype))
+        if key in _saes:
+            _saes[key] = _saes.pop(key)  # most recently used last
+        else:
             _saes[key] = load_sae(
-                reference, d_model=loaded.d_model, n_layers=loaded.n_layers, device=loaded.device
+                reference,
+                n_layers=loaded.n_layers,
+                widths=lambda hook: hook_width(loaded.text_config, hook),
+                device=loaded.device,
+                dtype=loaded.dtype,
             )
+            while len(_saes) > KEEP_SAES:
+                _saes.pop(next(iter(_saes)))
         return _saes[key]
 
 

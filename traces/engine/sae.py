@@ -1,28 +1,48 @@
 """Sparse autoencoders in the Gemma Scope 2 layout, from a local folder or the hub.
 
 A folder holds ``config.json`` and ``params.safetensors`` with ``w_enc [d_in, d_sae]``,
-``w_dec [d_sae, d_in]``, ``b_enc [d_sae]``, ``b_dec [d_in]`` and ``threshold [d_sae]``.
-Encoding is JumpReLU: ``pre = x @ w_enc + b_enc; f = relu(pre) * (pre > threshold)``, with no
-``b_dec`` subtraction and no input normalisation. Decoding: ``x_hat = f @ w_dec + b_dec``.
+``w_dec [d_sae, d_out]``, ``b_enc [d_sae]``, ``b_dec [d_out]`` and ``threshold [d_sae]``;
+affine transcoders add ``affine_skip_connection [d_in, d_out]``. Encoding is JumpReLU:
+``pre = x @ w_enc + b_enc; f = relu(pre) * (pre > threshold)``, with no ``b_dec`` subtraction and
+no input normalisation. Decoding: ``x_hat = f @ w_dec + b_dec (+ x @ affine_skip_connection)``.
+
+Sites, by the hooks their configs name (``traces.engine.hooks``): ``resid_post`` reads a layer's
+output, ``attn_out`` the input of ``self_attn.o_proj``, ``mlp_out`` the output of
+``post_feedforward_layernorm``; a ``transcoder`` reads ``pre_feedforward_layernorm``'s output and
+reconstructs ``post_feedforward_layernorm``'s. Crosscoders and cross-layer transcoders are
+refused by name.
+
+Weights are memory-mapped from the safetensors file: a float32 run reads them in place (the page
+cache holds them, not the process), a bfloat16 run keeps one converted copy. Nothing here ever
+holds a dense ``[tokens, d_sae]`` matrix: see ``traces.engine.encode``.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from scopeweb.storage import path_sha256
+from traces.engine.hooks import Hook, HookError, parse_hook, site_of
 
 SUPPORTED_ARCHITECTURES = ("jump_relu",)
 REQUIRED_TENSORS = ("w_enc", "w_dec", "b_enc", "b_dec", "threshold")
+SKIP_TENSOR = "affine_skip_connection"
 HUB_REPO = re.compile(r"^(?P<repo>[\w.-]+/gemma-scope-2-[\w.-]+)/(?P<folder>[\w./-]+)$")
-_HOOK = re.compile(r"^model\.layers\.(?P<layer>\d+)(?:\.(?P<part>[\w.]+))?$")
+# Gemma Scope 2 folders of kinds that read or write several hooks at once.
+UNSUPPORTED_KINDS = {
+    "clt": "a cross-layer transcoder (CLT)",
+    "crosscoder": "a crosscoder",
+    "crosscoders": "a crosscoder",
+}
+_FILE_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
 class SaeError(ValueError):
@@ -32,23 +52,39 @@ class SaeError(ValueError):
 @dataclass(frozen=True)
 class SaeConfig:
     architecture: str
-    hook_point_in: str
+    site: str  # resid_post, attn_out, mlp_out or transcoder
+    hook_in: Hook
+    hook_out: Hook  # what the reconstruction is measured against: hook_in but for transcoders
     model_name: str
     width: int
     l0: float | None
-    layer: int
-    module_path: str  # the module whose output is hooked, e.g. "model.layers.12"
     raw: dict[str, Any]
+
+    @property
+    def hook_point_in(self) -> str:
+        return self.hook_in.name
+
+    @property
+    def layer(self) -> int:
+        return max(self.hook_in.layer, self.hook_out.layer)
+
+    @property
+    def module_path(self) -> str:
+        return self.hook_in.module_path
 
 
 class JumpReluSae(torch.nn.Module):
     def __init__(self, params: dict[str, torch.Tensor]) -> None:
         super().__init__()
         self.w_enc = torch.nn.Parameter(params["w_enc"], requires_grad=False)  # [d_in, d_sae]
-        self.w_dec = torch.nn.Parameter(params["w_dec"], requires_grad=False)  # [d_sae, d_in]
+        self.w_dec = torch.nn.Parameter(params["w_dec"], requires_grad=False)  # [d_sae, d_out]
         self.b_enc = torch.nn.Parameter(params["b_enc"], requires_grad=False)  # [d_sae]
-        self.b_dec = torch.nn.Parameter(params["b_dec"], requires_grad=False)  # [d_in]
+        self.b_dec = torch.nn.Parameter(params["b_dec"], requires_grad=False)  # [d_out]
         self.threshold = torch.nn.Parameter(params["threshold"], requires_grad=False)  # [d_sae]
+        skip = params.get(SKIP_TENSOR)
+        self.w_skip = (  # [d_in, d_out], affine transcoders only
+            torch.nn.Parameter(skip, requires_grad=False) if skip is not None else None
+        )
 
     @property
     def d_in(self) -> int:
@@ -58,13 +94,23 @@ class JumpReluSae(torch.nn.Module):
     def d_sae(self) -> int:
         return int(self.w_enc.shape[1])
 
+    @property
+    def d_out(self) -> int:
+        return int(self.w_dec.shape[1])
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [..., d_in]`` → feature activations ``[..., d_sae]``."""
+        """``x [..., d_in]`` → feature activations ``[..., d_sae]`` (dense: tests and quality)."""
         pre = x @ self.w_enc + self.b_enc
         return torch.relu(pre) * (pre > self.threshold)
 
-    def decode(self, f: torch.Tensor) -> torch.Tensor:
-        return f @ self.w_dec + self.b_dec
+    def decode(self, f: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Dense decode; a transcoder's affine skip needs its input ``x``."""
+        out = f @ self.w_dec + self.b_dec
+        if self.w_skip is not None:
+            if x is None:
+                raise ValueError("an affine transcoder's decode needs its input x")
+            out = out + x @ self.w_skip
+        return out
 
 
 @dataclass
@@ -74,36 +120,50 @@ class LoadedSae:
     config: SaeConfig
     sae: JumpReluSae
     params_sha256: str
+    # [d_out] float32: the dataset-level mean of what it reconstructs, the FVU's centre (as
+    # Gemma Scope 2 and SAELens report FVU); None until measured (traces.engine.quality)
+    target_mean: torch.Tensor | None = None
 
 
-def parse_config(raw: dict[str, Any], where: str) -> SaeConfig:
+def parse_config(raw: dict[str, Any], where: str, kind: str = "") -> SaeConfig:
+    """Check a config.json; ``kind`` is the folder's site folder name (``resid_post``, ``clt``…)."""
+    if kind.lower() in UNSUPPORTED_KINDS:
+        raise SaeError(
+            f"{where}: this is {UNSUPPORTED_KINDS[kind.lower()]}, which this engine does not run "
+            "yet (it runs resid_post, attn_out, mlp_out and transcoder SAEs)."
+        )
     architecture = str(raw.get("architecture", "")).lower()
+    for word, what in UNSUPPORTED_KINDS.items():
+        if word in architecture or word in str(raw.get("type", "")).lower():
+            raise SaeError(f"{where}: this is {what}, which this engine does not run yet.")
     if architecture not in SUPPORTED_ARCHITECTURES:
         raise SaeError(
             f"{where}: architecture {raw.get('architecture')!r} is not supported "
             f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})."
         )
     hook = raw.get("hf_hook_point_in")
+    if isinstance(hook, list):
+        raise SaeError(f"{where}: it reads several hooks ({len(hook)}), like a crosscoder.")
     if not isinstance(hook, str) or not hook:
         raise SaeError(f"{where}: config.json has no hf_hook_point_in.")
-    match = _HOOK.match(hook)
-    if match is None:
-        raise SaeError(f"{where}: hook point {hook!r} is not of the form model.layers.N[.part].")
-    part = match.group("part") or "output"
-    if part != "output":
+    out = raw.get("hf_hook_point_out") or hook
+    if isinstance(out, list):
         raise SaeError(
-            f"{where}: hook point {hook!r} is not supported yet; this engine reads the residual "
-            "stream after a layer (model.layers.N.output)."
+            f"{where}: it writes several hooks ({len(out)}), like a cross-layer transcoder."
         )
-    layer = int(match.group("layer"))
+    try:
+        hook_in, hook_out = parse_hook(hook), parse_hook(str(out))
+        site = site_of(hook_in, hook_out)
+    except HookError as exc:
+        raise SaeError(f"{where}: {exc}") from None
     return SaeConfig(
         architecture=architecture,
-        hook_point_in=hook,
+        site=site,
+        hook_in=hook_in,
+        hook_out=hook_out,
         model_name=str(raw.get("model_name", "")),
         width=int(raw.get("width", 0) or 0),
         l0=float(raw["l0"]) if isinstance(raw.get("l0"), (int, float)) else None,
-        layer=layer,
-        module_path=f"model.layers.{layer}",
         raw=raw,
     )
 
@@ -146,10 +206,14 @@ def load_sae(
     *,
     d_model: int | None = None,
     n_layers: int | None = None,
+    widths: Callable[[Hook], int | None] | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> LoadedSae:
-    """Load and check an SAE; every refusal is an ``SaeError`` that names the problem."""
+    """Load and check an SAE; every refusal is an ``SaeError`` that names the problem.
+
+    ``widths`` gives the width the model has at a hook (``traces.engine.hooks.hook_width``);
+    without it ``d_model`` is expected at every hook that carries the residual width."""
     folder = resolve_reference(reference)
     missing = [n for n in ("config.json", "params.safetensors") if not (folder / n).is_file()]
     if missing:
@@ -160,18 +224,18 @@ def load_sae(
         raise SaeError(f"{reference}: config.json is not valid JSON ({exc}).") from None
     if not isinstance(raw, dict):
         raise SaeError(f"{reference}: config.json must hold a JSON object.")
-    config = parse_config(raw, reference)
-    params = _read_params(folder / "params.safetensors", reference)
-    _check_shapes(params, reference, d_model)
+    config = parse_config(raw, reference, kind=folder.parent.name)
     if n_layers is not None and config.layer >= n_layers:
         raise SaeError(
             f"{reference}: hooks layer {config.layer}, but the model has {n_layers} layers "
             f"(0 to {n_layers - 1})."
         )
+    params = mapped_params(folder / "params.safetensors", reference)
+    _check_shapes(params, reference, config, widths, d_model)
     for name, tensor in params.items():
-        if not torch.isfinite(tensor).all():
+        if not _all_finite(tensor):
             raise SaeError(f"{reference}: {name} holds NaN or Inf values.")
-    sae = JumpReluSae({k: v.to(dtype) for k, v in params.items()}).to(device)
+    sae = JumpReluSae({k: _in_dtype(v, dtype, device) for k, v in params.items()})
     return LoadedSae(
         reference=reference,
         folder=folder,
@@ -181,38 +245,96 @@ def load_sae(
     )
 
 
-def _read_params(path: Path, reference: str) -> dict[str, torch.Tensor]:
+def mapped_params(path: Path, reference: str) -> dict[str, torch.Tensor]:
+    """The folder's tensors as views of a private memory map of the file: nothing is read until
+    it is used, and the pages stay the file's (shared with the page cache) until written."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            names = set(handle.keys())
-            absent = [name for name in REQUIRED_TENSORS if name not in names]
-            if absent:
-                raise SaeError(f"{reference}: params.safetensors lacks {', '.join(absent)}.")
-            return {name: handle.get_tensor(name).float() for name in REQUIRED_TENSORS}
-    except SaeError:
-        raise
-    except Exception as exc:  # safetensors raises several types for a damaged file
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError) as exc:
         raise SaeError(f"{reference}: params.safetensors cannot be read ({exc}).") from None
+    absent = [name for name in REQUIRED_TENSORS if name not in header]
+    if absent:
+        raise SaeError(f"{reference}: params.safetensors lacks {', '.join(absent)}.")
+    names = [*REQUIRED_TENSORS, *([SKIP_TENSOR] if SKIP_TENSOR in header else [])]
+    params = {}
+    for name in names:
+        info = header[name]
+        dtype = _FILE_DTYPES.get(str(info.get("dtype")))
+        if dtype is None:
+            raise SaeError(
+                f"{reference}: {name} is stored as {info.get('dtype')}, not F32/BF16/F16."
+            )
+        start, stop = (8 + size + int(at) for at in info["data_offsets"])
+        shape = [int(n) for n in info["shape"]]
+        count = int(torch.Size(shape).numel())
+        if stop > len(mapped) or stop - start != count * dtype.itemsize:
+            raise SaeError(f"{reference}: params.safetensors is truncated or damaged at {name}.")
+        params[name] = torch.frombuffer(mapped, dtype=dtype, count=count, offset=start).view(shape)
+    return params
 
 
-def _check_shapes(params: dict[str, torch.Tensor], reference: str, d_model: int | None) -> None:
-    w_enc = params["w_enc"]
-    if w_enc.ndim != 2:
-        raise SaeError(f"{reference}: w_enc must be 2-D [d_in, d_sae], not {tuple(w_enc.shape)}.")
+def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """In the run's dtype on its device; a float32 file for a float32 CPU run stays mapped."""
+    if tensor.dtype == dtype and torch.device(device).type == "cpu":
+        return tensor
+    return tensor.to(device=device, dtype=dtype)
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """Checked in slices, so a 1m-wide SAE never needs a second copy of itself in memory."""
+    flat = tensor.reshape(-1)
+    step = 1 << 24
+    return all(
+        bool(torch.isfinite(flat[at : at + step]).all()) for at in range(0, flat.numel(), step)
+    )
+
+
+def _check_shapes(
+    params: dict[str, torch.Tensor],
+    reference: str,
+    config: SaeConfig,
+    widths: Callable[[Hook], int | None] | None,
+    d_model: int | None,
+) -> None:
+    w_enc, w_dec = params["w_enc"], params["w_dec"]
+    if w_enc.ndim != 2 or w_dec.ndim != 2:
+        raise SaeError(
+            f"{reference}: w_enc and w_dec must be 2-D, not {tuple(w_enc.shape)} and "
+            f"{tuple(w_dec.shape)} (a crosscoder's weights have a layer axis)."
+        )
     d_in, d_sae = w_enc.shape
+    d_out = w_dec.shape[1]
+    if config.site != "transcoder" and tuple(w_dec.shape) != (d_sae, d_in):
+        raise SaeError(
+            f"{reference}: w_dec has shape {tuple(w_dec.shape)}; with w_enc [{d_in}, {d_sae}] it "
+            f"must be [{d_sae}, {d_in}] (a {config.site} SAE reconstructs its input)."
+        )
     expected = {
-        "w_dec": (d_sae, d_in),
+        "w_dec": (d_sae, d_out),
         "b_enc": (d_sae,),
-        "b_dec": (d_in,),
+        "b_dec": (d_out,),
         "threshold": (d_sae,),
     }
+    if SKIP_TENSOR in params:
+        expected[SKIP_TENSOR] = (d_in, d_out)
     for name, shape in expected.items():
         if tuple(params[name].shape) != shape:
             raise SaeError(
                 f"{reference}: {name} has shape {tuple(params[name].shape)}; with w_enc "
-                f"[{d_in}, {d_sae}] it must be {list(shape)}."
+                f"[{d_in}, {d_sae}] and w_dec [{d_sae}, {d_out}] it must be {list(shape)}."
             )
-    if d_model is not None and d_in != d_model:
-        raise SaeError(
-            f"{reference}: its input width is {d_in}, but the model's hidden size is {d_model}."
-        )
+    if SKIP_TENSOR in params and config.site != "transcoder":
+        raise SaeError(f"{reference}: has {SKIP_TENSOR}, but its hooks make it a {config.site}.")
+    for hook, width, end in ((config.hook_in, d_in, "input"), (config.hook_out, d_out, "output")):
+        if widths is not None:
+            model_width = widths(hook)
+        else:
+            model_width = d_model if hook.residual_width else None
+        if model_width is not None and width != model_width:
+            raise SaeError(
+                f"{reference}: its {end} width is {width}, but the model gives {model_width} at "
+                f"{hook.name}."
+            )

@@ -4,7 +4,7 @@ from django import forms
 
 from scopeweb.retention.models import RetentionProfile
 from traces.display.colours import MODES
-from traces.models import PromptSet
+from traces.models import PromptSet, SaeRecord
 from traces.selectors.traces import FEATURE_SORTS, SORTS, TraceQuery
 
 FLAGGED_CHOICES = [("", "any"), ("yes", "flagged"), ("no", "not flagged")]
@@ -21,6 +21,14 @@ class TraceFilterForm(forms.Form):
         queryset=PromptSet.objects.order_by("-created_at", "-id").only("name"),
         required=False,
         empty_label="any",
+    )
+    sae = forms.ModelChoiceField(
+        queryset=SaeRecord.objects.order_by("layer", "site", "name").only("name"),
+        to_field_name="name",
+        required=False,
+        empty_label="any",
+        label="SAE",
+        help_text="A feature number means a latent of this SAE.",
     )
     profile = forms.ModelChoiceField(
         queryset=RetentionProfile.objects.order_by("code"),
@@ -51,6 +59,7 @@ class TraceFilterForm(forms.Form):
         return TraceQuery(
             run=run if run is not None else data.get("run"),
             prompt_set=data["prompt_set"].pk if data.get("prompt_set") else None,
+            sae=data["sae"].pk if data.get("sae") else None,
             profile=data["profile"].code if data.get("profile") else "",
             text=(data.get("q") or "").strip(),
             feature=data.get("feature"),

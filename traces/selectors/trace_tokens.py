@@ -20,7 +20,7 @@ from traces.bundle.redaction import redacted_category, redacted_texts, redaction
 from traces.models import Trace
 from traces.selectors.features import Label, annotation_labels
 from traces.selectors.traces import watched_by_sae
-from traces.tokens import Decode, display_pieces, shown_text
+from traces.tokens import Decode, display_pieces, shown_text, template_marks
 
 
 class ArraysGone(Exception):
@@ -64,6 +64,9 @@ class TraceTokens:
     top_val: np.ndarray  # [tokens, top_k] float32, 0 where top_idx is -1
     labels: dict[int, Label] = field(default_factory=dict)  # annotated features of the trace
     watched: dict[int, float] = field(default_factory=dict)  # {feature: threshold} of the SAE
+    # [tokens] bool: written by a chat template (turn markers, role words and their newlines)
+    template: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    turns: dict[int, str] = field(default_factory=dict)  # {position of a turn's start: role}
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -165,6 +168,7 @@ def trace_token_view(trace: Trace, decode: Decode | None = None) -> TraceTokens:
         ]
     if pieces and pieces[0].is_bos:
         shown[0] = "BOS"
+    template, turns = template_marks(pieces)
     top_idx = arrays["top_idx"]
     indices = {int(f) for f in np.unique(top_idx[top_idx >= 0])}
     sae_id = trace.run.sae_id
@@ -182,4 +186,6 @@ def trace_token_view(trace: Trace, decode: Decode | None = None) -> TraceTokens:
         top_val=arrays["top_val"].astype(np.float32),
         labels=annotation_labels(sae_id, indices),
         watched=watched_by_sae([sae_id]).get(sae_id, {}),
+        template=template,
+        turns=turns,
     )

@@ -60,6 +60,7 @@ class TraceQuery:
 
     run: int | None = None
     prompt_set: int | None = None
+    sae: int | None = None
     profile: str = ""
     text: str = ""
     feature: int | None = None
@@ -138,6 +139,8 @@ def trace_list(query: TraceQuery) -> QuerySet[Trace]:
         traces = traces.filter(run_id=query.run)
     if query.prompt_set is not None:
         traces = traces.filter(run__prompt_set_id=query.prompt_set)
+    if query.sae is not None:
+        traces = traces.filter(run__sae_id=query.sae)
     if query.profile:
         traces = traces.filter(run__profile__code=query.profile)
     if query.text:
@@ -221,3 +224,14 @@ def trace_neighbours(trace: Trace) -> dict[str, int | None]:
         .first()
     )
     return {"previous": before, "next": after}
+
+
+def trace_pass_saes(trace: Trace) -> list[Trace]:
+    """The same prompt's traces in every run of ``trace``'s forward pass (one per SAE), for the
+    trace view's SAE switch; empty for a single-SAE run. One query on the (run, prompt) index."""
+    leader = trace.run.leader_id
+    found = Trace.objects.filter(
+        Q(run_id=leader) | Q(run__pass_leader_id=leader), prompt_id=trace.prompt_id
+    )
+    siblings = list(found.select_related("run__sae").order_by("run_id"))
+    return siblings if len(siblings) > 1 else []

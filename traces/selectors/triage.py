@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import User
 from django.db.models import Exists, F, Max, OuterRef, QuerySet, Subquery
 
-from traces.models import FeatureAnnotation, Trace, TraceFeature, TriageReview
+from traces.models import FeatureAnnotation, SaeRecord, Trace, TraceFeature, TriageReview
 from traces.selectors.traces import flagged_condition, watched_by_sae
 
 Decision = TriageReview.Decision
@@ -34,10 +34,10 @@ class Tripped:
         return self.peak / self.threshold if self.threshold > 0 else float("inf")
 
 
-def triage_queue(user: User) -> QuerySet[Trace]:
-    """The flagged, unreviewed traces in the order ``user`` works them; each has
-    ``skipped_at`` (when ``user`` last skipped it, or None)."""
-    condition = flagged_condition(watched_by_sae())
+def triage_queue(user: User, sae: SaeRecord | None = None) -> QuerySet[Trace]:
+    """The flagged, unreviewed traces in the order ``user`` works them (of one SAE's runs when
+    ``sae`` is given); each has ``skipped_at`` (when ``user`` last skipped it, or None)."""
+    condition = flagged_condition(watched_by_sae([sae.pk] if sae is not None else None))
     if condition is None:
         return Trace.objects.none()
     reviewed = TriageReview.objects.filter(trace=OuterRef("pk"), decision=Decision.REVIEWED)
@@ -50,6 +50,7 @@ def triage_queue(user: User) -> QuerySet[Trace]:
     return (
         Trace.objects.filter(condition)
         .filter(~Exists(reviewed))
+        .filter(**({"run__sae": sae} if sae is not None else {}))
         .annotate(skipped_at=Subquery(last_skip))
         .select_related("prompt", "run__sae", "run__profile")
         .order_by(F("skipped_at").asc(nulls_first=True), "pk")
@@ -100,3 +101,9 @@ def triage_reviewed(trace: Trace) -> TriageReview | None:
         .order_by("decided_at", "pk")
         .first()
     )
+
+
+def triage_saes() -> QuerySet[SaeRecord]:
+    """The SAEs with a watched feature: those whose traces can enter the queue."""
+    watched = watched_by_sae()
+    return SaeRecord.objects.filter(pk__in=list(watched)).order_by("layer", "site", "name")

@@ -47,6 +47,7 @@ class PromptSerializer(serializers.ModelSerializer[Prompt]):
             "line",
             "external_id",
             "text",
+            "messages",
             "tags",
             "metadata",
             "token_count",

@@ -9,10 +9,14 @@ after ``RETENTION_ORIGINAL_HOURS``; a reviewer who still needs a run then suppli
 file again (``prompt_set_original_supply``), which is accepted only when every prompt matches.
 
 US (``best_effort``) prompt sets store the text as given: the stored text is the original.
+
+A conversation (``Prompt.messages``) is redacted message by message, and its hash is that of its
+messages (``content_sha256``), so the engine reads back exactly the conversation imported.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from scopeweb.refusals import Refused
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.storage import bytes_sha256, delete_file, exists, read_bytes, store_new
 from traces.bundle.redaction import redaction_codes
+from traces.chat_messages import ChatMessages, PromptInput
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import (
     ParsedPrompt,
@@ -57,22 +62,33 @@ def text_sha256(text: str) -> str:
     return bytes_sha256(text.encode("utf-8"))
 
 
-def _stored_prompts(prompt_set: PromptSet) -> list[tuple[int, int, str, str]]:
-    """(pk, line, text, text_sha256) of every prompt, in file order."""
-    return list(
-        Prompt.objects.filter(prompt_set=prompt_set)
-        .order_by("position")
-        .values_list("pk", "line", "text", "text_sha256")
+def content_sha256(content: PromptInput) -> str:
+    """What ``Prompt.text_sha256`` holds: the sha256 of a text, or of a conversation's messages
+    as compact JSON (keys sorted, UTF-8), which pins every message and its role exactly."""
+    if isinstance(content, str):
+        return text_sha256(content)
+    return text_sha256(
+        json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     )
 
 
-def _mismatch(
-    parsed: list[ParsedPrompt], stored: list[tuple[int, int, str, str]], what: str
-) -> str | None:
+Stored = tuple[int, int, str, ChatMessages, str]  # pk, line, text, messages, text_sha256
+
+
+def _stored_prompts(prompt_set: PromptSet) -> list[Stored]:
+    """(pk, line, text, messages, text_sha256) of every prompt, in file order."""
+    return list(
+        Prompt.objects.filter(prompt_set=prompt_set)
+        .order_by("position")
+        .values_list("pk", "line", "text", "messages", "text_sha256")
+    )
+
+
+def _mismatch(parsed: list[ParsedPrompt], stored: list[Stored], what: str) -> str | None:
     """Why ``parsed`` is not the imported file, naming the first line that differs; None when
     every prompt matches."""
-    for prompt, (_, line, _, digest) in zip(parsed, stored, strict=False):
-        if text_sha256(prompt.text) != digest:
+    for prompt, (_, line, _, _, digest) in zip(parsed, stored, strict=False):
+        if content_sha256(prompt.content) != digest:
             return (
                 f"{what} differs from the imported prompt set at line {prompt.line}: its prompt "
                 f"does not have the sha256 of the prompt imported from line {line}."
@@ -100,13 +116,14 @@ def original_available(prompt_set: PromptSet) -> bool:
     return exists(path)
 
 
-def prompts_for_analysis(prompt_set: PromptSet) -> list[tuple[int, str]]:
-    """(prompt pk, text the engine analyses) in file order: the stored text, or for a profile
-    that redacts before storage the verified original. Raises ``OriginalUnavailable``."""
+def prompts_for_analysis(prompt_set: PromptSet) -> list[tuple[int, PromptInput]]:
+    """(prompt pk, what the engine analyses) in file order: the text, or a conversation's
+    messages; stored, or for a profile that redacts before storage the verified original.
+    Raises ``OriginalUnavailable``."""
     stored = _stored_prompts(prompt_set)
     if not prompt_set.profile.redacts_before_storage or not any(d for *_, d in stored):
         # Stored as given (US, or imported before redaction before storage existed).
-        return [(pk, text) for pk, _, text, _ in stored]
+        return [(pk, messages or text) for pk, _, text, messages, _ in stored]
     name = f"prompt set {prompt_set.name!r} ({prompt_set.profile.code})"
     job = prompt_set.import_job
     path = original_path(prompt_set)
@@ -133,12 +150,12 @@ def prompts_for_analysis(prompt_set: PromptSet) -> list[tuple[int, str]]:
     problem = _mismatch(parsed, stored, f"The stored original of {name}")
     if problem:
         raise OriginalUnavailable(problem + " Supply the original file again.")
-    return [(pk, prompt.text) for (pk, *_), prompt in zip(stored, parsed, strict=True)]
+    return [(pk, prompt.content) for (pk, *_), prompt in zip(stored, parsed, strict=True)]
 
 
-def prompt_texts_for_analysis(prompt_set: PromptSet) -> list[str]:
-    """``prompts_for_analysis`` without the pks."""
-    return [text for _, text in prompts_for_analysis(prompt_set)]
+def prompt_texts_for_analysis(prompt_set: PromptSet) -> list[PromptInput]:
+    """``prompts_for_analysis`` without the pks (texts, and conversations as messages)."""
+    return [content for _, content in prompts_for_analysis(prompt_set)]
 
 
 def run_token_redaction(profile: RetentionProfile) -> TokenRedaction | None:

@@ -1,14 +1,16 @@
 """Prompt-set upload and import.
 
 The upload stores the file and queues an import job. The import (in the worker) checks the whole
-file, counts every prompt's tokens with the Gemma 3 tokenizer, and only then writes the prompt set
-and its prompts in one transaction, so a refused or interrupted import leaves nothing behind.
+file, counts every prompt's tokens with the Gemma 3 tokenizer (a conversation's as its chat
+template renders it), and only then writes the prompt set and its prompts in one transaction, so a
+refused or interrupted import leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from typing import IO
 
 from django.db import transaction
@@ -28,8 +30,10 @@ from scopeweb.redaction import redact_text
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.retention.services import expiry_for
 from scopeweb.storage import bytes_sha256, delete_file, read_bytes, store_new
+from traces.chat_messages import ChatMessages, PromptInput, chat_text
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import (
+    ParsedPrompt,
     Problem,
     PromptFileError,
     detect_format,
@@ -37,7 +41,7 @@ from traces.prompt_files import (
     prompt_limits,
     safe_file_name,
 )
-from traces.services.originals import text_sha256
+from traces.services.originals import content_sha256
 
 log = logging.getLogger(__name__)
 TOKENIZE_BATCH = 256
@@ -101,15 +105,21 @@ def prompt_set_upload(
     return job
 
 
-def _count_tokens(job_id: uuid.UUID | str, texts: list[str]) -> list[int]:
-    from traces.engine.tokenizer import count_tokens, load_tokenizer
+def _count_tokens(job_id: uuid.UUID | str, prompts: list[PromptInput]) -> list[int]:
+    """Tokens per prompt, BOS included; a conversation's as Gemma 3's chat template renders it
+    (with the prompt for the model's answer), as the engine will read it."""
+    from traces.engine.chat_template import chat_token_ids, default_chat_template
+    from traces.engine.tokenizer import load_tokenizer
 
-    job_progress(job_id, done=0, total=len(texts), note="loading the Gemma 3 tokenizer")
-    load_tokenizer()
+    job_progress(job_id, done=0, total=len(prompts), note="loading the Gemma 3 tokenizer")
+    tokenizer = load_tokenizer()
+    chats = any(not isinstance(prompt, str) for prompt in prompts)
+    template = default_chat_template() if chats else ""
     counts: list[int] = []
-    for start in range(0, len(texts), TOKENIZE_BATCH):
-        counts.extend(count_tokens(texts[start : start + TOKENIZE_BATCH]))
-        job_progress(job_id, done=len(counts), total=len(texts), note="counting tokens")
+    for start in range(0, len(prompts), TOKENIZE_BATCH):
+        batch = prompts[start : start + TOKENIZE_BATCH]
+        counts.extend(len(ids) for ids in chat_token_ids(tokenizer, batch, template))
+        job_progress(job_id, done=len(counts), total=len(prompts), note="counting tokens")
     return counts
 
 
@@ -145,8 +155,8 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 f"The file was refused: {exc}. Nothing from it was stored.",
                 [problem.as_dict() for problem in exc.problems],
             ) from None
-        counts = _count_tokens(job_id, [prompt.text for prompt in parsed])
-        stored = _stored_texts(job_id, profile, [prompt.text for prompt in parsed])
+        counts = _count_tokens(job_id, [prompt.content for prompt in parsed])
+        stored = _stored_texts(job_id, profile, parsed)
         job_progress(job_id, done=len(parsed), total=len(parsed), note="saving")
         limit = profile.capture_limit
         with transaction.atomic():
@@ -176,14 +186,15 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                         line=prompt.line,
                         external_id=prompt.external_id,
                         text=text,
-                        text_sha256=text_sha256(prompt.text),
+                        messages=messages,
+                        text_sha256=content_sha256(prompt.content),
                         redactions=found,
                         tags=prompt.tags,
                         metadata=prompt.metadata,
                         token_count=count,
                         over_capture_limit=count > limit,
                     )
-                    for position, (prompt, count, (text, found)) in enumerate(
+                    for position, (prompt, count, (text, messages, found)) in enumerate(
                         zip(parsed, counts, stored, strict=True)
                     )
                 ),
@@ -197,7 +208,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                     "job": str(job.pk),
                     "prompts": len(parsed),
                     "sha256": prompt_set.source_sha256,
-                    "prompts_redacted": sum(1 for _, found in stored if found),
+                    "prompts_redacted": sum(1 for *_, found in stored if found),
                 },
             )
             job_succeed(
@@ -212,18 +223,27 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
 
 
 def _stored_texts(
-    job_id: uuid.UUID | str, profile: RetentionProfile, texts: list[str]
-) -> list[tuple[str, dict[str, int]]]:
-    """Each prompt's text as stored, and its redacted spans per category: redacted for the
-    profiles that redact before storage, as given otherwise."""
+    job_id: uuid.UUID | str, profile: RetentionProfile, prompts: list[ParsedPrompt]
+) -> list[tuple[str, ChatMessages, dict[str, int]]]:
+    """Each prompt's text and messages as stored, and its redacted spans per category: redacted
+    for the profiles that redact before storage (a conversation message by message, its text
+    rendered from the redacted messages), as given otherwise."""
     if not profile.redacts_before_storage:
-        return [(text, {}) for text in texts]
+        return [(prompt.text, prompt.messages, {}) for prompt in prompts]
 
-    job_progress(job_id, done=0, total=len(texts), note="redacting personal data")
-    stored = []
-    for text in texts:
-        found = redact_text(text, profile)
-        stored.append((found.text, dict(found.counts)))
+    job_progress(job_id, done=0, total=len(prompts), note="redacting personal data")
+    stored: list[tuple[str, ChatMessages, dict[str, int]]] = []
+    for prompt in prompts:
+        if not prompt.messages:
+            found = redact_text(prompt.text, profile)
+            stored.append((found.text, [], dict(found.counts)))
+            continue
+        messages, counts = [], Counter[str]()
+        for message in prompt.messages:
+            found = redact_text(message["content"], profile)
+            messages.append({"role": message["role"], "content": found.text})
+            counts.update(found.counts)
+        stored.append((chat_text(messages), messages, dict(sorted(counts.items()))))
     return stored
 
 

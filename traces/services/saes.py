@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from scopeweb.refusals import Refused
 from scopeweb.storage import path_sha256
 from traces.models import SaeRecord
 
@@ -38,7 +39,7 @@ def sae_register(
     hook = str(config.get("hf_hook_point_in", ""))
     match = _HOOK.match(hook)
     if match is None:
-        raise ValueError(f"{folder}: hook point {hook!r} is not model.layers.N.output")
+        raise ValueError(f"{folder}: hook point {hook!r} does not name a layer (model.layers.N.…)")
     training = folder / "training.json"
     quality: dict[str, Any] = {}
     quality_source = ""
@@ -106,9 +107,56 @@ def sae_record_quality(record: SaeRecord, quality: dict[str, Any], source: str) 
     return record
 
 
+def sae_record_target_mean(record: SaeRecord, mean: list[float], source: str) -> SaeRecord:
+    """Record the dataset-level mean that runs centre FVU on (``traces.engine.quality``)."""
+    record.target_mean = [float(value) for value in mean]
+    record.target_mean_source = source
+    record.save(update_fields=["target_mean", "target_mean_source"])
+    return record
+
+
 def sae_folder(record: SaeRecord) -> str:
     """What the engine's loader takes: an absolute folder, or the hub reference."""
     path = Path(record.reference)
     if not path.is_absolute() and (Path(settings.BASE_DIR) / path).is_dir():
         return str(Path(settings.BASE_DIR) / path)
     return record.reference
+
+
+# Gemma Scope 2's sweep ("deep-dive") layers, by model size.
+SWEEP_LAYERS = {"270m": (5, 9, 12, 15)}
+_SIZE = re.compile(r"gemma-3-(?P<size>\d+[mb])", re.IGNORECASE)
+
+
+def sae_sweep(model_name: str, site: str = "resid_post") -> list[SaeRecord]:
+    """The registered SAEs of ``site`` at the model's sweep layers, one per layer (16k wide when
+    there is one, else the narrowest): the preset that analyses a model's sweep in one run."""
+    found = _SIZE.search(model_name)
+    size = found.group("size").lower() if found else ""
+    if size not in SWEEP_LAYERS:
+        known = ", ".join(f"gemma-3-{s}" for s in SWEEP_LAYERS)
+        raise Refused(
+            f"No sweep layers are known for {model_name!r} (known: {known}).",
+            field="preset",
+            status=400,
+        )
+    chosen, missing = [], []
+    for layer in SWEEP_LAYERS[size]:
+        candidates = [
+            r
+            for r in SaeRecord.objects.filter(site=site, layer=layer).order_by("width", "name")
+            if (m := _SIZE.search(r.model_name)) and m.group("size").lower() == size
+        ]
+        if not candidates:
+            missing.append(layer)
+            continue
+        chosen.append(next((r for r in candidates if r.width == 16384), candidates[0]))
+    if missing:
+        raise Refused(
+            f"The sweep of {model_name} needs a {site} SAE at layers "
+            f"{', '.join(map(str, SWEEP_LAYERS[size]))}; none is registered at "
+            f"{', '.join(map(str, missing))}. Register them with manage.py register_sae.",
+            field="preset",
+            status=400,
+        )
+    return chosen

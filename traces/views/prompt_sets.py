@@ -72,7 +72,7 @@ def prompt_set_detail(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
         {
             "prompt_set": prompt_set,
             "page": page,
-            "run_form": RunStartForm(initial={"sae": sae_list().first()}),
+            "run_form": RunStartForm(initial={"sae": list(sae_list()[:1])}),
             "runs": run_list().filter(prompt_set=prompt_set)[:20],
             "redaction": prompt_set_redaction_summary(prompt_set),
             "original_form": PromptSetOriginalForm(),

@@ -11,14 +11,17 @@ from django.views.decorators.http import require_POST
 from scopeweb.accounts.access import access
 from scopeweb.accounts.actor import Actor
 from scopeweb.feedback import show_problems
+from scopeweb.refusals import Refused
 from traces.display.plots import metric_histograms
 from traces.forms.runs import RunStartForm
 from traces.models import AnalysisRun
 from traces.selectors.prompt_sets import prompt_set_list
 from traces.selectors.run_metrics import run_metrics
 from traces.selectors.runs import run_list
+from traces.services.run_plans import run_preview, run_warnings
 from traces.services.runs import (
     run_cancel,
+    run_pass,
     run_reproduce,
     run_reproduction_check,
     run_start,
@@ -30,20 +33,38 @@ from traces.services.runs import (
 def run_start_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
     prompt_set = get_object_or_404(prompt_set_list(), pk=prompt_set_id)
     form = RunStartForm(request.POST)
+    back = redirect("prompt_set_detail", prompt_set_id=prompt_set.pk)
     if not form.is_valid():
         show_problems(request, form.errors)
-        return redirect("prompt_set_detail", prompt_set_id=prompt_set.pk)
-    run = run_start(
-        actor=Actor.of(request),
-        prompt_set=prompt_set,
-        sae=form.cleaned_data["sae"],
-        top_k=form.cleaned_data["top_k"],
-        capture_limit=form.cleaned_data["capture_limit"],
-        dtype=form.cleaned_data["dtype"],
-        generate_tokens=form.cleaned_data["generate_tokens"],
-        seed=form.cleaned_data["seed"],
-    )
+        return back
+    try:
+        preview = run_preview(prompt_set=prompt_set, **form.run_options())
+        if preview.refusal:
+            raise Refused(preview.refusal)
+        run = run_start(
+            actor=Actor.of(request), prompt_set=prompt_set, saes=preview.saes,
+            seed=form.cleaned_data["seed"], **form.run_settings(),
+        )  # fmt: skip
+    except Refused as exc:
+        messages.error(request, exc.message)
+        return back
+    for warning in preview.warnings:
+        messages.warning(request, warning)
     return redirect("run_detail", run_id=run.pk)
+
+
+@access("start_analysis")
+def run_plan_view(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
+    """The run form's plan and warnings for the values chosen so far (an htmx fragment)."""
+    prompt_set = get_object_or_404(prompt_set_list(), pk=prompt_set_id)
+    form = RunStartForm(request.GET)
+    context: dict[str, Any] = {"form": form}
+    if form.is_valid():
+        try:
+            context["preview"] = run_preview(prompt_set=prompt_set, **form.run_options())
+        except Refused as exc:
+            context["refused"] = exc.message
+    return render(request, "traces/_run_plan.html", context)
 
 
 @access("browse_traces")
@@ -63,6 +84,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "job": run.job,
         "traces": traces,
         "reproduction": run_reproduction_check(run) if run.job.finished else None,
+        "pass_runs": run_pass(run),
+        "warnings": run_warnings([run.sae], run.checkpoint),
     }
     if run.job.finished and traces:
         raw = request.GET.get("baseline", "")

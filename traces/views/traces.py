@@ -16,7 +16,13 @@ from traces.forms.traces import TraceColourForm, TraceFilterForm
 from traces.models import Trace
 from traces.selectors.runs import run_list
 from traces.selectors.trace_tokens import ArraysGone, TraceTokens, trace_token_view
-from traces.selectors.traces import SORTS, list_page, trace_list, trace_neighbours
+from traces.selectors.traces import (
+    SORTS,
+    list_page,
+    trace_list,
+    trace_neighbours,
+    trace_pass_saes,
+)
 from traces.services.traces import trace_viewed
 
 TRACES_PER_PAGE = 50
@@ -62,6 +68,7 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
         "sae": trace.run.sae,
         "colour_form": colour_form,
         "neighbours": trace_neighbours(trace),
+        "pass_saes": trace_pass_saes(trace),
     }
     try:
         view = trace_token_view(trace)

@@ -8,6 +8,8 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import access
@@ -18,7 +20,7 @@ from traces.display.strip import strip_html
 from traces.forms.triage import TriageDecisionForm
 from traces.models import Trace, TriageReview
 from traces.selectors.trace_tokens import ArraysGone, trace_token_view
-from traces.selectors.triage import Tripped, triage_queue, tripped_features
+from traces.selectors.triage import Tripped, triage_queue, triage_saes, tripped_features
 from traces.services.triage import TriageRefused, triage_decide
 
 
@@ -44,9 +46,11 @@ def _strip(trace: Trace, tripped: list[Tripped], raw_feature: str) -> dict[str, 
 
 @access("browse_traces")
 def triage_queue_view(request: HttpRequest) -> HttpResponse:
-    queue = triage_queue(Actor.of(request).person)
+    saes = triage_saes()
+    sae = saes.filter(name=request.GET.get("sae", "")).first()
+    queue = triage_queue(Actor.of(request).person, sae)
     trace = queue.first()
-    context: dict[str, Any] = {"length": queue.count(), "trace": trace}
+    context: dict[str, Any] = {"length": queue.count(), "trace": trace, "saes": saes, "sae": sae}
     if trace is not None:
         tripped = tripped_features([trace]).get(trace.pk, [])
         context |= {"tripped": tripped, "form": TriageDecisionForm()}
@@ -77,4 +81,5 @@ def triage_decide_view(request: HttpRequest, trace_id: int) -> HttpResponse:
             messages.success(request, f"Trace {trace.pk} marked reviewed.")
         else:
             messages.info(request, f"Trace {trace.pk} skipped: it moved to the back of your queue.")
-    return redirect("triage_queue")
+    sae = request.POST.get("sae", "")
+    return redirect(reverse("triage_queue") + (f"?{urlencode({'sae': sae})}" if sae else ""))

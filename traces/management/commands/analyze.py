@@ -7,9 +7,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
-from traces.models import PromptSet, SaeRecord
-from traces.services.runs import run_execute, run_start
-from traces.services.saes import sae_register_reference
+from scopeweb.refusals import Refused
+from traces.models import AnalysisRun, PromptSet, SaeRecord
+from traces.services.run_plans import run_preview
+from traces.services.runs import run_execute, run_pass, run_start
+from traces.services.saes import sae_register_reference, sae_sweep
 
 
 class Command(BaseCommand):
@@ -22,7 +24,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("prompt_set")
-        parser.add_argument("--sae", required=True)
+        parser.add_argument(
+            "--sae",
+            action="append",
+            default=[],
+            help="repeat for several SAEs of one model: one forward pass feeds them all",
+        )
+        parser.add_argument(
+            "--preset",
+            choices=["sweep"],
+            help="sweep: the registered SAEs of --site at the model's Gemma Scope 2 sweep layers "
+            "(5, 9, 12 and 15 for Gemma 3 270M)",
+        )
+        parser.add_argument("--site", default="resid_post", help="the preset's site")
+        parser.add_argument("--model", default="google/gemma-3-270m", help="the preset's model")
         parser.add_argument("--top-k", type=int, default=32)
         parser.add_argument(
             "--dtype",
@@ -34,6 +49,14 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--capture-limit", type=int)
         parser.add_argument("--wait", action="store_true")
+        parser.add_argument(
+            "--checkpoint", default="", help="the checkpoint to run (default: the SAEs' model)"
+        )
+        parser.add_argument(
+            "--plan",
+            action="store_true",
+            help="print the cost plan (FLOPs per token, peak memory, time, storage) and stop",
+        )
 
     def _prompt_set(self, value: str) -> PromptSet:
         found = (
@@ -61,13 +84,68 @@ class Command(BaseCommand):
                 f"hub reference: {exc}"
             ) from None
 
+    def _saes(self, options: dict[str, Any]) -> list[SaeRecord]:
+        saes = [self._sae(value) for value in options["sae"]]
+        if options["preset"] == "sweep":
+            try:
+                saes += sae_sweep(options["model"], options["site"])
+            except Refused as exc:
+                raise CommandError(exc.message) from None
+        if not saes:
+            raise CommandError("Name at least one --sae, or --preset sweep")
+        return saes
+
     def handle(self, *args: Any, **options: Any) -> None:
         if not 1 <= options["top_k"] <= 256:
             raise CommandError("--top-k must be between 1 and 256")
-        run = run_start(
+        try:
+            preview = run_preview(
+                prompt_set=self._prompt_set(options["prompt_set"]),
+                saes=self._saes(options),
+                preset="",
+                dtype=options["dtype"],
+                top_k=options["top_k"],
+                capture_limit=options["capture_limit"],
+                generate_tokens=options["generate"],
+                checkpoint=options["checkpoint"],
+            )
+        except Refused as exc:
+            raise CommandError(exc.message) from None
+        for warning in preview.warnings:
+            self.stderr.write(f"Warning: {warning}")
+        if options["plan"]:
+            self.stdout.write("\n".join(preview.lines or [f"No plan: {preview.problem}"]))
+            if preview.refusal:
+                raise CommandError(preview.refusal)
+            return
+        if preview.refusal:
+            raise CommandError(preview.refusal)
+        try:
+            run = self._start(options, preview.saes)
+        except Refused as exc:
+            raise CommandError(exc.message) from None
+        if not options["wait"]:
+            runs = ", ".join(f"{r.pk} ({r.sae.name})" for r in run_pass(run))
+            self.stdout.write(f"Queued runs {runs} in one pass (job {run.job_id}).")
+            return
+        run_execute(run.job_id)
+        for member in run_pass(run):
+            self._report(member)
+
+    def _report(self, run: AnalysisRun) -> None:
+        job = Job.objects.get(pk=run.job_id)
+        if job.state != JobState.SUCCEEDED:
+            raise CommandError(f"Run {run.pk} {job.state}: {job.error or job.progress_note}")
+        summary = {k: v for k, v in run.summary.items() if k != "top_features"}
+        self.stdout.write(f"Run {run.pk} ({run.sae.name}) finished on {run.device_kind}.")
+        self.stdout.write(json.dumps(summary, indent=2, default=str))
+
+    def _start(self, options: dict[str, Any], saes: list[SaeRecord]) -> AnalysisRun:
+        return run_start(
             actor=Actor.command(),
             prompt_set=self._prompt_set(options["prompt_set"]),
-            sae=self._sae(options["sae"]),
+            saes=saes,
+            checkpoint=options["checkpoint"],
             top_k=options["top_k"],
             capture_limit=options["capture_limit"],
             dtype=options["dtype"],
@@ -75,14 +153,3 @@ class Command(BaseCommand):
             seed=options["seed"],
             queue=not options["wait"],
         )
-        if not options["wait"]:
-            self.stdout.write(f"Queued run {run.pk} (job {run.job_id}).")
-            return
-        run_execute(run.job_id)
-        run.refresh_from_db()
-        job = Job.objects.get(pk=run.job_id)
-        if job.state != JobState.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} {job.state}: {job.error or job.progress_note}")
-        summary = {k: v for k, v in run.summary.items() if k != "top_features"}
-        self.stdout.write(f"Run {run.pk} finished on {run.device_kind}.")
-        self.stdout.write(json.dumps(summary, indent=2, default=str))

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from traces.models import PromptSet, SaeRecord
 from traces.services.originals import OriginalUnavailable, prompt_texts_for_analysis
-from traces.services.saes import sae_folder, sae_record_quality
+from traces.services.saes import sae_folder, sae_record_quality, sae_record_target_mean
 
 
 class Command(BaseCommand):
@@ -25,8 +25,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from traces.engine import corpus
+        from traces.engine.hooks import hook_width
         from traces.engine.model import load_default_model
-        from traces.engine.quality import sae_quality
+        from traces.engine.prompt_ids import PromptInput, prompt_token_ids
+        from traces.engine.quality import sae_quality, target_mean
         from traces.engine.sae import SaeError, load_sae
         from traces.engine.training import TrainSettings, split_by_tokens, tokenize_documents
 
@@ -36,7 +38,7 @@ class Command(BaseCommand):
             unknown = set(options["names"]) - set(records.values_list("name", flat=True))
             if unknown:
                 raise CommandError(f"Not in the registry: {', '.join(sorted(unknown))}")
-        texts: list[str] = []
+        texts: list[PromptInput] = []
         prompt_set = None
         if options["prompt_set"]:
             prompt_set = PromptSet.objects.filter(pk=options["prompt_set"]).first()
@@ -48,7 +50,7 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         loaded = load_default_model()
         if prompt_set is not None:
-            sequences = [e.ids[:512] for e in loaded.tokenizer.encode_batch(texts)]
+            sequences = [ids[:512] for ids in prompt_token_ids(loaded, texts)]
             source = f"prompt set {prompt_set.pk} ({prompt_set.name})"
         else:
             try:
@@ -61,10 +63,16 @@ class Command(BaseCommand):
             source = "held-out split of the training corpus"
         for record in records:
             try:
-                sae = load_sae(sae_folder(record), d_model=loaded.d_model, n_layers=loaded.n_layers)
+                sae = load_sae(
+                    sae_folder(record),
+                    n_layers=loaded.n_layers,
+                    widths=lambda hook: hook_width(loaded.text_config, hook),
+                )
             except SaeError as exc:
                 self.stderr.write(f"{record.name}: {exc}")
                 continue
             quality = sae_quality(loaded, sae, sequences).as_dict()
             sae_record_quality(record, quality, source)
+            mean = target_mean(loaded, sae, sequences).tolist()
+            sae_record_target_mean(record, mean, f"{source}, {int(quality['tokens'])} tokens")
             self.stdout.write(f"{record.name}: {json.dumps(quality)}")

@@ -1,0 +1,270 @@
+"""Executing a run's forward pass, chunk by chunk, in an ``analysis`` worker.
+
+Each chunk's arrays are stored first; then its traces, its index rows and the run's counters are
+written in one transaction per run. A worker killed mid-chunk leaves at most an orphan chunk
+file, which the retried task overwrites, so a resumed run has every trace exactly once. The runs
+of one pass (several SAEs of one model) share each batch's forward pass; a run that is ahead
+(committed before a kill) is skipped for the chunks it has.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.db.models import Avg, Count, F, Max
+from django.utils import timezone
+
+from scopeweb.jobs.models import Job, JobState
+from scopeweb.jobs.services import JobError, job_progress, job_succeed
+from traces.bundle.chunks import write_chunk
+from traces.bundle.manifest import chunk_digests, manifest_build, manifest_write
+from traces.models import AnalysisRun, Trace, TraceFeature
+from traces.services.originals import (
+    OriginalUnavailable,
+    prompts_for_analysis,
+    run_token_redaction,
+)
+from traces.services.saes import sae_folder, sae_record_target_mean
+
+if TYPE_CHECKING:
+    from traces.engine.analyze import TokenRedaction
+    from traces.engine.model import LoadedModel
+    from traces.engine.sae import LoadedSae
+
+INDEX_BATCH = 5000
+FVU_DEFINITION = (
+    "Σ‖y − ŷ‖² / Σ‖y − μ‖² over tokens (BOS excluded), μ the SAE's dataset-level mean "
+    "recorded in the registry, as Gemma Scope 2 and SAELens report FVU"
+)
+
+
+def pass_execute(job_id: uuid.UUID | str, runs: list[AnalysisRun]) -> str:
+    """Compute every run of a pass (its leader first); "cancelled" or "finished"."""
+    from traces.engine import runtime
+    from traces.engine.analyze import analyze_chunk_multi
+
+    run = runs[0]
+    try:  # the original texts (UK, FR: from the kept upload), before the slow model load
+        prompts = prompts_for_analysis(run.prompt_set)
+    except OriginalUnavailable as exc:
+        raise JobError(str(exc)) from None
+    redaction = run_token_redaction(run.profile)
+    dtype = runtime.default_dtype() if run.dtype == AnalysisRun.DType.AUTO else run.dtype
+    try:
+        loaded = runtime.model_for(run.model_reference, dtype)
+    except ValueError as exc:
+        raise JobError(f"The model {run.model_reference!r} cannot be loaded: {exc}") from None
+    _refuse_what_does_not_fit(run, runs, loaded, dtype)
+    loaded_saes = [_loaded_sae(member, loaded) for member in runs]
+    chunks_total = math.ceil(len(prompts) / run.chunk_prompts)
+    for member, sae in zip(runs, loaded_saes, strict=True):
+        member.dtype = dtype  # auto is pinned on first execution; reruns keep it
+        member.device_kind = runtime.device_kind(loaded)
+        member.pins = {
+            "model_weights": loaded.weights_sha256,
+            "tokenizer": loaded.tokenizer_sha256,
+            "sae_params": sae.params_sha256,
+            "prompt_set": member.prompt_set.source_sha256,
+        }
+        member.chunks_total = chunks_total
+        member.save(update_fields=["dtype", "device_kind", "pins", "chunks_total"])
+    for chunk in range(min(member.chunks_done for member in runs), chunks_total):
+        if AnalysisRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+            for member in runs:
+                _finish_cancelled(member.job_id, member)
+            return "cancelled"
+        behind = [i for i, member in enumerate(runs) if member.chunks_done == chunk]
+        started = time.monotonic()
+        part = prompts[chunk * run.chunk_prompts : (chunk + 1) * run.chunk_prompts]
+        results = analyze_chunk_multi(
+            loaded,
+            [loaded_saes[i] for i in behind],
+            part,
+            top_k=run.top_k,
+            capture_limit=run.capture_limit,
+            generate_tokens=run.generate_tokens,
+            seed=run.seed,
+            redaction=redaction,
+        )
+        seconds = time.monotonic() - started  # each run took the whole pass
+        for i, result in zip(behind, results, strict=True):
+            write_chunk(runs[i].artifact_prefix, chunk, result.arrays, _codes(redaction))
+            _commit_chunk(runs[i], chunk, result, seconds)
+            runs[i].refresh_from_db()
+            _report(runs[i].job_id, runs[i])
+    for member in runs:
+        _finish(member.job_id, member)
+    return "finished"
+
+
+def _refuse_what_does_not_fit(
+    run: AnalysisRun, runs: list[AnalysisRun], loaded: LoadedModel, dtype: str
+) -> None:
+    """Record this worker's matmul peak (once per device kind and dtype; the run form's time
+    estimates read it) and refuse a pass whose plan needs more memory than this worker has."""
+    from traces.engine import peak, runtime
+    from traces.run_plan import PlanError
+    from traces.services.run_plans import run_plan_for
+
+    peak.peak_for(loaded.device, dtype, runtime.device_kind(loaded))
+    free = peak.device_memory_available(loaded.device)
+    if free is not None:  # the plan counts the model, which is already loaded here
+        free += sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    try:
+        plan = run_plan_for(
+            prompt_set=run.prompt_set,
+            saes=[member.sae for member in runs],
+            dtype=dtype,
+            top_k=run.top_k,
+            capture_limit=run.capture_limit,
+            generate_tokens=run.generate_tokens,
+            checkpoint=run.checkpoint,
+            memory=free,
+        )
+    except PlanError:
+        return  # a shape the planner cannot read; the engine's loaders say what is wrong
+    refusal = plan.refusal()
+    if refusal:
+        raise JobError(refusal)
+
+
+def _loaded_sae(run: AnalysisRun, loaded: LoadedModel) -> LoadedSae:
+    """The run's SAE, with the dataset-level mean its FVU is centred on (measured on the
+    held-out passages and recorded on the registry row the first time it is missing)."""
+    import torch
+
+    from traces.engine import runtime
+    from traces.engine.passages import passage_ids
+    from traces.engine.quality import target_mean
+    from traces.engine.sae import SaeError
+
+    try:
+        sae = runtime.sae_for(sae_folder(run.sae), loaded)
+    except SaeError as exc:
+        raise JobError(f"The SAE {run.sae.name} cannot be used: {exc}") from None
+    record = run.sae
+    if not record.target_mean:
+        ids = passage_ids(loaded)
+        mean = target_mean(loaded, sae, ids)
+        source = f"held-out passages (traces/engine/passages.jsonl), {sum(map(len, ids))} tokens"
+        sae_record_target_mean(record, mean.tolist(), source)
+    sae.target_mean = torch.tensor(record.target_mean, dtype=torch.float32)
+    return sae
+
+
+@transaction.atomic
+def _commit_chunk(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> None:
+    locked = AnalysisRun.objects.select_for_update().get(pk=run.pk)
+    if locked.chunks_done != chunk:  # another attempt got here first
+        return
+    traces = Trace.objects.bulk_create(
+        [
+            Trace(
+                run=run,
+                prompt_id=item.key,
+                chunk=chunk,
+                row=item.row,
+                tokens=item.tokens,
+                prompt_tokens=item.prompt_tokens,
+                truncated=item.truncated,
+                completion=item.completion,
+                l0=item.l0,
+                fvu=item.fvu,
+                resid_norm=item.resid_norm,
+                arrays_sha256=item.sha256,
+            )
+            for item in result.traces
+        ]
+    )
+    by_prompt = {t.prompt_id: t for t in traces}  # SQLite and PostgreSQL return the new pks
+    TraceFeature.objects.bulk_create(
+        (
+            TraceFeature(
+                trace=by_prompt[item.key],
+                feature=feature,
+                max_activation=peak,
+                count=count,
+                first_position=first,
+            )
+            for item in result.traces
+            for feature, peak, count, first in item.features
+        ),
+        batch_size=INDEX_BATCH,
+    )
+    AnalysisRun.objects.filter(pk=run.pk).update(
+        chunks_done=F("chunks_done") + 1,
+        prompts_done=F("prompts_done") + len(result.traces),
+        tokens_done=F("tokens_done") + result.tokens,
+        compute_seconds=F("compute_seconds") + seconds,
+        sq_err_total=F("sq_err_total") + sum(item.sq_err for item in result.traces),
+        sq_dev_total=F("sq_dev_total") + sum(item.sq_dev for item in result.traces),
+    )
+
+
+def _codes(redaction: TokenRedaction | None) -> dict[str, int] | None:
+    return redaction.codes if redaction is not None else None
+
+
+def _report(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+    rate = run.tokens_done / run.compute_seconds if run.compute_seconds else 0.0
+    remaining = run.prompt_set.prompt_count - run.prompts_done
+    per_prompt = run.compute_seconds / max(run.prompts_done, 1)
+    job_progress(
+        job_id,
+        done=run.prompts_done,
+        total=run.prompt_set.prompt_count,
+        note=f"{rate:,.0f} tokens/s, about {remaining * per_prompt:,.0f} s left",
+    )
+
+
+def _finish_cancelled(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+    Job.objects.filter(pk=job_id).update(
+        state=JobState.CANCELLED,
+        progress_note=f"cancelled after {run.prompts_done} prompts",
+        finished_at=timezone.now(),
+    )
+
+
+def run_summary(run: AnalysisRun) -> dict[str, Any]:
+    traces = Trace.objects.filter(run=run)
+    stats = traces.aggregate(l0=Avg("l0"), fvu=Avg("fvu"), resid_norm=Avg("resid_norm"))
+    top = (
+        TraceFeature.objects.filter(trace__run=run)
+        .values("feature")
+        .annotate(traces=Count("id"), peak=Max("max_activation"))
+        .order_by("-traces")[:20]
+    )
+    return {
+        "traces": traces.count(),
+        "tokens": run.tokens_done,
+        "mean_l0": stats["l0"],
+        "mean_fvu": stats["fvu"],
+        # pooled over every token of the run, centred on the SAE's recorded mean: the figure
+        # Gemma Scope 2 and SAELens report, comparable with the registry's held-out FVU
+        "fvu": run.sq_err_total / run.sq_dev_total if run.sq_dev_total else None,
+        "fvu_definition": FVU_DEFINITION,
+        "mean_resid_norm": stats["resid_norm"],
+        "tokens_per_second": run.tokens_done / run.compute_seconds if run.compute_seconds else None,
+        "top_features": list(top),
+    }
+
+
+def _finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+    files = chunk_digests(run)
+    manifest = manifest_build(run, files)
+    stored = sum(file.size for parts in files.values() for file in parts.values())
+    summary = run_summary(run) | {
+        "bytes_stored": stored,
+        "bytes_per_token": stored / max(run.tokens_done, 1),
+    }
+    manifest_sha = manifest_write(run.artifact_prefix, manifest)
+    AnalysisRun.objects.filter(pk=run.pk).update(summary=summary, manifest_sha256=manifest_sha)
+    job_succeed(
+        job_id,
+        result={"run_id": run.pk, "traces": summary["traces"]},
+        note=f"{summary['traces']} traces, {run.tokens_done:,} tokens",
+    )
