@@ -19,6 +19,11 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 
+# nnsight + SAELens for the peer of `make bench` (bench/peer.py); never a runtime dependency.
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet -e ".[bench]"
+	touch $@
+
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -45,7 +50,7 @@ clean:
 	rm -rf $(VENV) var/test* .pytest_cache .mypy_cache .ruff_cache
 
 ## make bench: the engine benchmark (tokens/s against a naive pipeline, MFU, agreement, bytes/token)
-bench: setup
+bench: $(VENV)/.installed-bench
 	$(PY) bench/engine.py $(BENCH_ARGS)
 
 ## make bench-pages: seed a SYNTHETIC PostgreSQL database (100k traces, 10M index rows) and
