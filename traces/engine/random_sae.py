@@ -3,9 +3,10 @@ product at real widths on a machine that cannot download Gemma Scope 2.
 
 The encoder's directions are random; each latent's threshold is set from the model's own
 activations at the hook (on the held-out passages) so that it fires on about ``l0 / width`` of
-tokens, which gives real-looking sparsity and top-k. The decoder is the encoder's directions
-scaled to the mean activation norm, so reconstructions are of the right size but poor: such an
-SAE is only for measuring speed, memory and plumbing, and its config says ``"random": true``.
+tokens, which gives real-looking sparsity and top-k. The decoder is the encoder's directions,
+scaled so a typical reconstruction is about as large as the typical spread of what it
+reconstructs. Reconstructions are poor (FVU around 1 to 2): such an SAE is only for measuring
+speed, memory and plumbing, and its config says ``"random": true``.
 """
 
 from __future__ import annotations
@@ -87,12 +88,17 @@ def write_random_sae(
     b_enc = torch.zeros(width)
     threshold = torch.empty(width)
     rank = max(1, min(x.shape[0], round(x.shape[0] * (1 - l0 / width))))
+    f_sum = torch.zeros(x.shape[0])  # Σ_j f_j per token, to size the decoder
     for start in range(0, width, 8192):  # a quantile per latent, one block at a time
         pre = x @ w_enc[:, start : start + 8192]
-        threshold[start : start + 8192] = pre.kthvalue(rank, dim=0).values.clamp_min(1e-3)
-    scale = float(y.norm(dim=1).mean()) / max(l0, 1.0)
+        block = pre.kthvalue(rank, dim=0).values.clamp_min(1e-3)
+        threshold[start : start + 8192] = block
+        f_sum += (pre * (pre > block)).sum(1)
+    # decoder rows of one norm, sized so that a typical token's reconstruction has the typical
+    # size of y around its mean
+    scale = float((y - y.mean(0)).norm(dim=1).mean()) / max(float(f_sum.mean()), 1e-6)
     w_dec = torch.randn(width, d_out, generator=generator) if d_out != d_in else directions.clone()
-    w_dec *= scale / w_dec.norm(dim=1, keepdim=True)
+    w_dec *= scale / w_dec.norm(dim=1, keepdim=True)  # so ‖Σ f_j w_dec_j‖ ≲ ‖y − ȳ‖
     params = {
         "w_enc": w_enc,
         "w_dec": w_dec.contiguous(),
