@@ -125,7 +125,9 @@ def tiny_runtime(monkeypatch: pytest.MonkeyPatch) -> Any:
         d_model=64,
         n_layers=4,
         device=torch.device("cpu"),
+        dtype=torch.float32,
     )
+    loaded.text_config = loaded.model.config
     monkeypatch.setattr("traces.engine.runtime.model_for", lambda name, dtype: loaded)
     monkeypatch.setattr("traces.services.feature_stats.tokenizer_decode", fake_decode)
     return loaded
