@@ -93,7 +93,7 @@ def test_an_interrupted_run_resumes_without_gaps_or_duplicates(
     run = run_start(
         actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False, chunk_prompts=2
     )
-    real = analyze.analyze_chunk
+    real = analyze.analyze_chunk_multi
     calls = {"n": 0}
 
     def dies_on_the_second_chunk(*args: object, **kwargs: object) -> object:
@@ -102,7 +102,7 @@ def test_an_interrupted_run_resumes_without_gaps_or_duplicates(
             raise SystemExit("worker killed")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(analyze, "analyze_chunk", dies_on_the_second_chunk)
+    monkeypatch.setattr(analyze, "analyze_chunk_multi", dies_on_the_second_chunk)
     with pytest.raises(SystemExit):
         run_execute(run.job_id)
     run.refresh_from_db()
