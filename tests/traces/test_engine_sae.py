@@ -82,12 +82,24 @@ def _broken(name: str) -> dict[str, torch.Tensor]:
         (None, {"hf_hook_point_in": "model.layers.2.mlp"}, {}, "is not supported yet"),
         (None, {}, {"d_model": 640}, "its input width is 64, but the model gives 640 at model.la"),
         (None, {"architecture": "jump_relu_crosscoder"}, {}, "this is a crosscoder"),
-        (None, {"hf_hook_point_in": ["model.layers.1.output", "model.layers.2.output"]}, {},
-         "reads several hooks"),  # fmt: skip
-        (None, {"hf_hook_point_out": "model.layers.3.post_feedforward_layernorm.output"}, {},
-         "is not supported yet; this engine reads resid_post"),  # fmt: skip
-        (None, {"hf_hook_point_in": "model.layers.9.output", "hf_hook_point_out": None},
-         {"n_layers": 4}, "has 4 layers"),  # fmt: skip
+        (
+            None,
+            {"hf_hook_point_in": ["model.layers.1.output", "model.layers.2.output"]},
+            {},
+            "reads several hooks",
+        ),
+        (
+            None,
+            {"hf_hook_point_out": "model.layers.3.post_feedforward_layernorm.output"},
+            {},
+            "is not supported yet; this engine reads resid_post",
+        ),
+        (
+            None,
+            {"hf_hook_point_in": "model.layers.9.output", "hf_hook_point_out": None},
+            {"n_layers": 4},
+            "has 4 layers",
+        ),
     ],
 )
 def test_unusable_folders_are_refused_naming_the_problem(

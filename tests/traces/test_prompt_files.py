@@ -177,9 +177,9 @@ def test_every_bad_conversation_is_listed_by_line_and_message() -> None:
         'line 3: "messages" must be a list of {"role": ..., "content": ...} objects',
         "line 4: message 1 has the role 'bot'; use user, assistant, model or system",
         "line 5: message 1 has no role; use user, assistant, model or system",
-        "line 6: message 1's \"content\" must be a string",
+        'line 6: message 1\'s "content" must be a string',
         'line 7: message 1 has no "content"',
-        "line 8: message 1's \"content\" is empty",
+        'line 8: message 1\'s "content" is empty',
         'line 9: message 2 must be an object with "role" and "content"',
         'line 10: message 1 has keys other than "role" and "content": "name"',
         "line 11: message 1 is from assistant: turns must alternate user and model (or "
