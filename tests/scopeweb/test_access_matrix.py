@@ -66,6 +66,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "prompt_set_original": _row(302, 405, 403, 405, 403),  # POST only, after the role check
     "sae_list": REVIEWER_PAGE,
     "run_start": _row(302, 405, 403, 405, 403),  # POST only, after the role check
+    "run_plan": REVIEWER_PAGE,  # the run form's htmx fragment
     "run_list": REVIEWER_PAGE,
     "run_detail": REVIEWER_PAGE,
     "run_cancel": _row(302, 405, 403, 405, 403),

@@ -114,10 +114,9 @@ def test_memory_that_would_not_fit_is_refused_with_the_shortfall() -> None:
     assert roomy.refusal() is None
     need = roomy.peak_memory
     tight = plan([resid(9, 262144)], [500] * 20, memory_available=need - 1_300_000_000)
-    assert tight.refusal() == (
-        f"This run needs about {need / 1e9:.1f} GB of memory at its peak, 1.3 GB more than "
-        f"the {(need - 1_300_000_000) / 1e9:.1f} GB this worker has free."
-    )
+    refusal = tight.refusal() or ""
+    assert refusal.startswith(f"This run needs about {need / 1e9:.1f} GB of memory at its peak")
+    assert ", 1.3 GB more than the 0.6" in refusal and refusal.endswith("this worker has free.")
 
 
 def test_peak_memory_holds_the_weights_a_batch_and_the_largest_encode() -> None:
@@ -149,10 +148,13 @@ def test_a_batch_is_bounded_by_its_tokens_its_rows_and_the_longest_prompt() -> N
 
 
 def test_a_reported_l0_sizes_the_sparse_decode() -> None:
+    from traces.run_plan.plan import DECODE_ROWS
+
     dense = SaeShape("resid_post", 1, 640, 16384, 640, False, 4, l0=300.0)
     sparse = SaeShape("resid_post", 1, 640, 16384, 640, False, 4, l0=10.0)
     gap = plan([dense], [100]).peak_memory - plan([sparse], [100]).peak_memory
-    assert gap == 100 * (300 - 10) * 640 * (2 + 8)  # bfloat16 rows, then float32 twice
+    # bfloat16 rows, then float32 twice; at most DECODE_ROWS entries at a time
+    assert gap == (min(100 * 300, DECODE_ROWS) - 100 * 10) * 640 * (2 + 8)
 
 
 def test_the_encode_block_width_is_the_engines() -> None:
