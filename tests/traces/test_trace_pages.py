@@ -233,8 +233,9 @@ def test_a_long_trace_renders_in_one_decode_and_few_queries(
     client = client_for(reviewer)
     url = reverse("trace_detail", args=[trace.pk])
     client.get(url)  # the tokenizer loads once per process
-    # 12 for the page, up to 3 for its audit event (chain lock, last hash, insert).
-    with django_assert_max_num_queries(15):
+    # 13 for the page (one: the SAE switch), up to 3 for its audit event (chain lock, last
+    # hash, insert).
+    with django_assert_max_num_queries(16):
         started = time.perf_counter()
         response = client.get(url, {"feature": 1})
         elapsed = time.perf_counter() - started
