@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from scopeweb.retention.models import RetentionProfile
+from traces.engine.hooks import WIDTH_NAMES
 
 
 class PromptSet(models.Model):
@@ -73,9 +74,6 @@ class Prompt(models.Model):
 
     def __str__(self) -> str:
         return self.text[:60]
-
-
-WIDTH_NAMES = {16384: "16k", 65536: "65k", 262144: "262k", 1048576: "1m"}
 
 
 class SaeRecord(models.Model):

@@ -220,12 +220,13 @@ def analyze_chunk_multi(
             err = (y - codes.recon).pow(2).sum(1)
             norm = x.float().norm(dim=1)
             mean = sae.target_mean if sae.target_mean is not None else y.mean(0)
-            dev = (y - mean.to(y.device)).pow(2).sum(1)
+            dev = (y - mean.to(y.device)).double().pow(2).sum(1).cpu().numpy()
+            columns = _host_columns(codes, err, norm)
             at = 0
             for index, n in zip(group, lengths, strict=True):
-                here, start = slice(at, at + n), int(rows[index])
-                _fill(per_sae[which], start, n, codes, here, err, norm)
-                sq_dev[which, index] = float(dev[here][1:].double().sum())
+                here = slice(at, at + n)
+                _fill(per_sae[which], int(rows[index]), columns, here)
+                sq_dev[which, index] = float(dev[here][1:].sum())
                 at += n
     results = []
     marks = _redact(loaded, prepared, redaction)
@@ -241,24 +242,27 @@ def analyze_chunk_multi(
     return results
 
 
-def _fill(
-    arrays: dict[str, np.ndarray],
-    start: int,
-    n: int,
-    codes: SparseCodes,
-    here: slice,
-    err: torch.Tensor,
-    norm: torch.Tensor,
-) -> None:
-    width = codes.indices.shape[1]
-    arrays["top_idx"][start : start + n, :width] = codes.indices[here].cpu().numpy()
-    arrays["top_val"][start : start + n, :width] = (
-        codes.values[here].cpu().numpy().astype(np.float16)
-    )
-    # int16 in the bundle: an L0 of 32,767 or more (only ever a pathological token) saturates
-    arrays["l0"][start : start + n] = codes.l0[here].clamp_max(L0_MAX).cpu().numpy()
-    arrays["recon_err"][start : start + n] = err[here].cpu().numpy()
-    arrays["resid_norm"][start : start + n] = norm[here].cpu().numpy()
+def _host_columns(codes: SparseCodes, err: torch.Tensor, norm: torch.Tensor) -> dict[str, Any]:
+    """A batch's per-token results as the bundle's columns, copied to the host once."""
+    return {
+        "top_idx": codes.indices.cpu().numpy(),
+        "top_val": codes.values.cpu().numpy().astype(np.float16),
+        # int16 in the bundle: an L0 of 32,767 or more (only a pathological token) saturates
+        "l0": codes.l0.clamp_max(L0_MAX).cpu().numpy(),
+        "recon_err": err.cpu().numpy(),
+        "resid_norm": norm.cpu().numpy(),
+    }
+
+
+def _fill(arrays: dict[str, np.ndarray], start: int, columns: dict[str, Any], here: slice) -> None:
+    """Copy one prompt's rows (``here`` in the batch) to its rows from ``start`` in the chunk."""
+    n = here.stop - here.start
+    for name, values in columns.items():
+        target = arrays[name][start : start + n]
+        if values.ndim == 2:
+            target[:, : values.shape[1]] = values[here]
+        else:
+            target[:] = values[here]
 
 
 def _redact(

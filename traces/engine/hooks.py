@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 _NAME = re.compile(r"^model\.layers\.(?P<layer>\d+)(?:\.(?P<rest>[\w.]+))?$")
+# Gemma Scope 2's names for its widths, as in its folder names (layer_9_width_262k_l0_medium)
+WIDTH_NAMES = {16384: "16k", 65536: "65k", 262144: "262k", 1048576: "1m"}
 SITE_HOOKS = {
     "resid_post": "model.layers.L.output",
     "attn_out": "model.layers.L.self_attn.o_proj.input",

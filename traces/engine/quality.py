@@ -12,7 +12,8 @@ read as a bad reconstruction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -113,26 +114,21 @@ def sae_quality(
     )
 
 
-class _spliced:
+@contextmanager
+def _spliced(model: torch.nn.Module, path: str, reads: str, new: torch.Tensor) -> Iterator[None]:
     """Replace a module's output (or, for an ``input`` hook, its first argument) by ``new``."""
-
-    def __init__(self, model: torch.nn.Module, path: str, reads: str, new: torch.Tensor) -> None:
-        self.module, self.reads, self.new = hooked_module(model, path), reads, new
-
-    def __enter__(self) -> None:
-        new = self.new
-        if self.reads == "input":
-            self.handle = self.module.register_forward_pre_hook(
-                lambda _, args: (new.to(args[0].dtype), *args[1:])
+    module = hooked_module(model, path)
+    if reads == "input":
+        handle = module.register_forward_pre_hook(
+            lambda _, args: (new.to(args[0].dtype), *args[1:])
+        )
+    else:
+        handle = module.register_forward_hook(
+            lambda _, __, out: (
+                (new.to(out[0].dtype), *out[1:]) if isinstance(out, tuple) else new.to(out.dtype)
             )
-        else:
-            self.handle = self.module.register_forward_hook(
-                lambda _, __, out: (
-                    (new.to(out[0].dtype), *out[1:])
-                    if isinstance(out, tuple)
-                    else new.to(out.dtype)
-                )
-            )
-
-    def __exit__(self, *_: object) -> None:
-        self.handle.remove()
+        )
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from traces.engine.capture import batches_by_length, capture_hooks, make_batch
-from traces.engine.hooks import Hook, hook_width, parse_hook, site_of
+from traces.engine.hooks import WIDTH_NAMES, Hook, hook_width, parse_hook, site_of
 from traces.engine.model import LoadedModel
 
 SITE_NAMES = {
@@ -31,7 +31,6 @@ SITE_NAMES = {
     ),
 }
 OUTLIER_DIRECTIONS = 4
-WIDTH_NAMES = {16384: "16k", 65536: "65k", 262144: "262k", 1048576: "1m"}
 
 
 def folder_name(site: str, layer: int, width: int) -> str:

@@ -22,6 +22,26 @@ from traces.run_plan import (
 from traces.services.saes import sae_folder, sae_sweep
 
 
+def pass_check(saes: list[SaeRecord]) -> None:
+    """One pass reads one model: its SAEs must name the same one, each once."""
+    if not saes:
+        raise Refused("Choose at least one SAE.", field="saes", status=400)
+    names = [record.name for record in saes]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise Refused(
+            f"Each SAE may be chosen once; twice: {', '.join(twice)}.", field="saes", status=400
+        )
+    models = sorted({record.model_name for record in saes})
+    if len(models) > 1:
+        listed = "; ".join(f"{r.name}: {r.model_name or 'unknown'}" for r in saes)
+        raise Refused(
+            f"The SAEs of one run must be of one model; these are of {len(models)} ({listed}).",
+            field="saes",
+            status=400,
+        )
+
+
 def run_plan_for(
     *,
     prompt_set: PromptSet,
@@ -39,20 +59,18 @@ def run_plan_for(
     completion only fills the room the limit leaves. ``dtype`` "auto" plans bfloat16 when a
     worker has recorded a bfloat16 matmul peak, float32 otherwise; the plan's lines say which.
     ``memory`` is the bytes free where the run will run (a worker passes its own); by default
-    this machine's. Raises ``PlanError`` (a ValueError) when a shape cannot be read, the
+    this machine's. SAEs a run would refuse raise ``Refused`` (``pass_check``); ``PlanError``
+    (a ValueError) when a shape cannot be read, the
     model's config among them (the default model's is cached by a worker's first load)."""
-    if not saes:
-        raise PlanError("A run needs at least one SAE.")
-    models = sorted({record.model_name for record in saes})
-    if len(models) > 1:
-        raise PlanError(f"One pass reads one model; these SAEs read {', '.join(models)}.")
+    pass_check(list(saes))
+    model_name = saes[0].model_name
     limit = capture_limit or prompt_set.profile.capture_limit
     counts = prompt_set.prompts.order_by("position").values_list("token_count", flat=True)
     token_counts = [min(count + generate_tokens, limit) for count in counts]
     try:
-        model = model_shape_for(checkpoint or models[0])
+        model = model_shape_for(checkpoint or model_name)
     except PlanError as exc:
-        shown = checkpoint or models[0] or "the default model"
+        shown = checkpoint or model_name or "the default model"
         raise PlanError(f"Cannot plan a run of {shown}: {exc}") from None
     shapes = [sae_shape_for(sae_folder(record)) for record in saes]
     notes: list[str] = []

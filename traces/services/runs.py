@@ -7,11 +7,10 @@ the retried task overwrites, so a resumed run has every trace exactly once.
 
 from __future__ import annotations
 
-import logging
 import math
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -28,15 +27,10 @@ from scopeweb.jobs.services import (
     job_running,
     job_start,
 )
-from scopeweb.refusals import Refused
 from scopeweb.retention.services import expiry_for
 from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace
 from traces.services.run_execution import pass_execute
-
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
+from traces.services.run_plans import pass_check
 
 
 def run_start(
@@ -60,7 +54,7 @@ def run_start(
     computes every run of the pass from one forward pass per batch (``run_execute``); each run
     keeps its own bundle, traces and index, as a single-SAE run of that SAE would."""
     chosen = list(saes) or ([sae] if sae is not None else [])
-    _check_pass(chosen)
+    pass_check(chosen)
     with transaction.atomic():
         leader: AnalysisRun | None = None
         for record in chosen:
@@ -99,26 +93,6 @@ def run_start(
         if queue:
             job_enqueue(leader.job, "traces.tasks.analysis_run_task")
     return leader
-
-
-def _check_pass(saes: list[SaeRecord]) -> None:
-    """One pass reads one model: its SAEs must name the same one, each once."""
-    if not saes:
-        raise Refused("Choose at least one SAE.", field="saes", status=400)
-    names = [record.name for record in saes]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise Refused(
-            f"Each SAE may be chosen once; twice: {', '.join(twice)}.", field="saes", status=400
-        )
-    models = sorted({record.model_name for record in saes})
-    if len(models) > 1:
-        listed = "; ".join(f"{r.name}: {r.model_name or 'unknown'}" for r in saes)
-        raise Refused(
-            f"The SAEs of one run must be of one model; these are of {len(models)} ({listed}).",
-            field="saes",
-            status=400,
-        )
 
 
 def run_pass(run: AnalysisRun) -> list[AnalysisRun]:

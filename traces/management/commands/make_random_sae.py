@@ -5,7 +5,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-WIDTHS = {"16k": 16384, "65k": 65536, "262k": 262144, "1m": 1048576}
+from traces.engine.hooks import WIDTH_NAMES
+
+WIDTHS = {name: width for width, name in WIDTH_NAMES.items()}
 
 
 class Command(BaseCommand):
