@@ -19,8 +19,9 @@ class PromptSetUploadForm(forms.Form):
         queryset=RetentionProfile.objects.all(), to_field_name="code", label="Retention profile"
     )
     file = forms.FileField(
-        help_text='JSONL ({"prompt": …, "id"?: …, "tags"?: […]} per line), CSV with a "prompt" '
-        "column, or plain text with one prompt per line."
+        help_text='JSONL ({"prompt": …, "id"?: …, "tags"?: […]} per line, or a conversation as '
+        '{"messages": [{"role": "user", "content": …}, …]}), CSV with a "prompt" column, or plain '
+        "text with one prompt per line."
     )
     file_format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False, label="Format")
 
