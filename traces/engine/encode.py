@@ -61,10 +61,11 @@ def encode_sparse(
         pre = torch.addmm(sae.b_enc[start:stop], x, sae.w_enc[:, start:stop])  # [tokens, block]
         active = pre > floor[start:stop]
         pre.mul_(active)
-        l0 += active.sum(1)
-        if fired is not None:
-            fired[start:stop] |= active.any(0)
         rows, cols = active.nonzero(as_tuple=True)
+        # Counted from the active entries: a bool reduction over the block costs half a matmul.
+        l0 += torch.bincount(rows, minlength=tokens)
+        if fired is not None:
+            fired[cols + start] = True
         for at in range(0, rows.numel(), DECODE_ROWS):  # bounded [entries, d_out] gathers
             r, c = rows[at : at + DECODE_ROWS], cols[at : at + DECODE_ROWS]
             weights = pre[r, c].float().unsqueeze(1)
