@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -54,3 +56,32 @@ def test_batches_by_length_cover_each_item_once_within_budget() -> None:
     for group in groups:
         assert len(group) <= 3
         assert len(group) == 1 or max(lengths[i] for i in group) * len(group) <= 400
+
+
+def test_batches_by_length_split_where_padding_costs_more_than_a_pass() -> None:
+    lengths = [100, 10, 100, 10, 100, 10, 100, 10]
+    # One batch would pad every short item to 100 (800 tokens); two cost 40 + 400 + 2 × 64.
+    assert batches_by_length(lengths, max_tokens=1000, overhead=64) == [[1, 3, 5, 7], [0, 2, 4, 6]]
+    # With a pass dearer than the padding it saves, one batch.
+    assert batches_by_length(lengths, max_tokens=1000, overhead=500) == [[1, 3, 5, 7, 0, 2, 4, 6]]
+
+
+def _cheapest(ordered: list[int], at: int = 0) -> int:
+    """Brute force over the cut points of sorted lengths: budget 120, 8 per batch."""
+    if at == len(ordered):
+        return 0
+    return min(
+        ordered[stop - 1] * (stop - at) + 8 + _cheapest(ordered, stop)
+        for stop in range(at + 1, len(ordered) + 1)
+        if stop - at == 1 or ordered[stop - 1] * (stop - at) <= 120
+    )
+
+
+def test_batches_by_length_are_the_cheapest_grouping_of_the_sorted_lengths() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        lengths = [rng.randint(1, 50) for _ in range(rng.randint(1, 7))]
+        groups = batches_by_length(lengths, max_tokens=120, overhead=8)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        cost = sum(max(lengths[i] for i in g) * len(g) + 8 for g in groups)
+        assert cost == _cheapest(sorted(lengths))

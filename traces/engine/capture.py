@@ -35,23 +35,39 @@ def make_batch(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.de
     return Batch(ids.to(device), mask.to(device), [len(seq) for seq in sequences])
 
 
+BATCH_OVERHEAD = 64  # a forward pass's fixed cost, in padded tokens (measured by make bench)
+
+
 def batches_by_length(
-    lengths: Sequence[int], *, max_tokens: int, max_batch: int = 64
+    lengths: Sequence[int],
+    *,
+    max_tokens: int,
+    max_batch: int = 64,
+    overhead: int = BATCH_OVERHEAD,
 ) -> list[list[int]]:
-    """Group item indices so that similar lengths share a batch (little padding) and each
-    batch's padded size stays under ``max_tokens``. Order inside the result is by length."""
+    """Group item indices into batches of similar length, each batch's padded size
+    (longest × rows) under ``max_tokens`` (a longer item goes alone). Of all groupings of the
+    sorted lengths into runs, the one with the fewest padded tokens plus ``overhead`` per batch
+    (dynamic programming, at most ``max_batch`` rows per batch). Order inside is by length."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    count = len(order)
+    best = [0] + [-1] * count  # best[j]: the cheapest cost of the first j sorted items
+    cut = [0] * (count + 1)
+    for stop in range(1, count + 1):
+        width = lengths[order[stop - 1]]  # the longest of any run ending here
+        for start in range(stop - 1, max(-1, stop - 1 - max_batch), -1):
+            rows = stop - start
+            if rows > 1 and width * rows > max_tokens:
+                break
+            cost = best[start] + width * rows + overhead
+            if best[stop] < 0 or cost < best[stop]:
+                best[stop], cut[stop] = cost, start
     groups: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        width = max([lengths[i] for i in current] + [lengths[index]])
-        if current and (width * (len(current) + 1) > max_tokens or len(current) >= max_batch):
-            groups.append(current)
-            current = []
-        current.append(index)
-    if current:
-        groups.append(current)
-    return groups
+    stop = count
+    while stop > 0:
+        groups.append(order[cut[stop] : stop])
+        stop = cut[stop]
+    return groups[::-1]
 
 
 def hooked_module(model: torch.nn.Module, module_path: str) -> torch.nn.Module:
