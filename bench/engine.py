@@ -58,15 +58,15 @@ import torch  # noqa: E402
 from django.conf import settings  # noqa: E402
 from safetensors.numpy import save as save_safetensors  # noqa: E402
 
+from scopeweb_tracer.hooks import WIDTH_NAMES, hook_width  # noqa: E402
+from scopeweb_tracer.sae import LoadedSae, load_sae  # noqa: E402
 from traces.bundle.chunks import encode_chunk  # noqa: E402
 from traces.engine.analyze import ChunkResult, analyze_chunk_multi  # noqa: E402
 from traces.engine.capture import batches_by_length, capture_hooks, make_batch  # noqa: E402
-from traces.engine.hooks import WIDTH_NAMES, hook_width  # noqa: E402
 from traces.engine.model import LoadedModel, load_default_model, pick_device  # noqa: E402
 from traces.engine.passages import MAX_TOKENS, PASSAGES, passage_ids, passage_texts  # noqa: E402
 from traces.engine.peak import measure_matmul_peak  # noqa: E402
 from traces.engine.random_sae import folder_name, write_random_sae  # noqa: E402
-from traces.engine.sae import LoadedSae, load_sae  # noqa: E402
 from traces.run_plan import ModelShape, plan_run, sae_shape_from_folder  # noqa: E402
 from traces.services.saes import shipped_sae_folders  # noqa: E402
 

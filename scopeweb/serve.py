@@ -23,7 +23,7 @@ def _commands(host: str, port: int) -> dict[str, list[str]]:
         "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
         "worker": [
             python, "-m", "celery", "-A", "scopeweb", "worker",
-            "--queues", "default,analysis", "--concurrency", "1", "--loglevel", "INFO",
+            "--queues", "default,analysis,ingest", "--concurrency", "1", "--loglevel", "INFO",
             "--hostname", "embedded@%h",
         ],
         "beat": [python, "-m", "celery", "-A", "scopeweb", "beat", "--loglevel", "INFO"],

@@ -205,7 +205,14 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True  # job state lives in the Job table, not a result backend
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"traces.tasks.analysis_*": {"queue": "analysis"}}
+CELERY_TASK_ROUTES = {
+    "traces.tasks.analysis_*": {"queue": "analysis"},
+    "traces.tasks.ingest_*": {"queue": "ingest"},
+}
+# Ingestion: requests waiting for analysis above which the ingest API answers 429, and the
+# token that reads /metrics (unset: /metrics answers 404).
+INGEST_QUEUE_MAX = env_int("SCOPEWEB_INGEST_QUEUE_MAX", 20000, minimum=1)
+METRICS_TOKEN = env_str("SCOPEWEB_METRICS_TOKEN", "")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

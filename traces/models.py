@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from scopeweb.retention.models import RetentionProfile
-from traces.engine.hooks import WIDTH_NAMES
+from scopeweb_tracer.hooks import WIDTH_NAMES
 
 
 class PromptSet(models.Model):
@@ -181,9 +181,23 @@ class AnalysisRun(models.Model):
         related_name="reproductions",
         help_text="The run whose spec this one reran to check its hashes.",
     )
+    stream_manifest = models.ForeignKey(
+        "traces.InstrumentationManifest",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="stream_runs",
+        help_text="Set on a stream run: the manifest whose sampled requests it analyses.",
+    )
+    stream_day = models.DateField(null=True, blank=True, help_text="A stream run's UTC day.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stream_manifest", "stream_day", "sae"], name="one_stream_run_a_day"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.prompt_set} with {self.sae}"
@@ -368,3 +382,25 @@ class TriageReview(models.Model):
 
     def __str__(self) -> str:
         return f"trace {self.trace_id} {self.decision} by {self.reviewer_id}"
+
+
+# Production tracing's models live beside their parsers; imported here so the app finds them.
+from traces.ingest.models import (  # noqa: E402
+    ForensicWindow,
+    IngestBatch,
+    IngestCount,
+    IngestedRequest,
+    IngestToken,
+    InstrumentationManifest,
+    ManifestVersion,
+)
+
+__all__ = [
+    "ForensicWindow",
+    "IngestBatch",
+    "IngestCount",
+    "IngestToken",
+    "IngestedRequest",
+    "InstrumentationManifest",
+    "ManifestVersion",
+]

@@ -1,10 +1,13 @@
 """Traces tasks: doors that take a job id, load rows and call a service. Imports and pasted
-texts run on ``default``, analyses and feature statistics on ``analysis`` (where the model is)."""
+texts run on ``default``, analyses and feature statistics on ``analysis`` (where the model is),
+ingest batches on ``ingest`` (also with a model; scaled apart from analyses)."""
 
 from __future__ import annotations
 
-from scopeweb.jobs.tasks import JobTask, job_task
+from scopeweb.jobs.services import JobError
+from scopeweb.jobs.tasks import JobTask, job_task, retried_task
 from traces.services.feature_stats import feature_stats_execute
+from traces.services.ingest import ingest_fail, ingest_process
 from traces.services.prompt_sets import prompt_set_import
 from traces.services.runs import run_execute
 from traces.services.text_analysis import text_analysis_execute
@@ -29,3 +32,12 @@ def analysis_text_task(self: JobTask, job_id: str) -> None:
 @job_task(max_retries=2, soft_time_limit=60 * 60, time_limit=60 * 60 + 300)
 def analysis_feature_stats_task(self: JobTask, job_id: str) -> None:
     feature_stats_execute(job_id)
+
+
+@retried_task(max_retries=5, soft_time_limit=30 * 60, time_limit=35 * 60)
+def ingest_batch_task(batch_id: str) -> None:
+    """An ingest batch into its day's stream runs (the ``ingest`` queue, where a model is)."""
+    try:
+        ingest_process(batch_id)
+    except JobError as exc:  # what cannot succeed on a retry: the model, the SAE, the file
+        ingest_fail(batch_id, str(exc))

@@ -5,6 +5,7 @@ from django.urls import URLPattern, path
 
 from traces.api import compare as compare_api
 from traces.api import features as features_api
+from traces.api import ingest as ingest_api
 from traces.api import prompt_sets as prompt_sets_api
 from traces.api import runs as runs_api
 from traces.api import traces as traces_api
@@ -13,6 +14,9 @@ from traces.views import (
     compare,
     features,
     home,
+    ingest_pages,
+    metrics,
+    operations,
     prompt_sets,
     runs,
     saes,
@@ -147,4 +151,42 @@ urlpatterns: list[URLPattern] = [
         features_api.AnnotationsImportApi.as_view(),
         name="api_annotations_import",
     ),
+    # production tracing: ingest keys post, the scrape token reads /metrics
+    path("api/ingest/v1/traces", ingest_api.IngestPlainApi.as_view(), name="api_ingest"),
+    path("api/ingest/otlp/v1/traces", ingest_api.IngestOtlpApi.as_view(), name="api_ingest_otlp"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("ingest/manifests/", ingest_pages.manifest_list_view, name="manifest_list"),
+    path("ingest/manifests/new/", ingest_pages.manifest_create_view, name="manifest_create"),
+    path(
+        "ingest/manifests/<slug:service>/",
+        ingest_pages.manifest_detail_view,
+        name="manifest_detail",
+    ),
+    path(
+        "ingest/manifests/<slug:service>/manifest.yaml",
+        ingest_pages.manifest_export_view,
+        name="manifest_export",
+    ),
+    path(
+        "ingest/manifests/<slug:service>/tokens/new/",
+        ingest_pages.ingest_token_create_view,
+        name="ingest_token_create",
+    ),
+    path(
+        "ingest/manifests/<slug:service>/tokens/<int:token_id>/revoke/",
+        ingest_pages.ingest_token_revoke_view,
+        name="ingest_token_revoke",
+    ),
+    path(
+        "ingest/manifests/<slug:service>/windows/new/",
+        ingest_pages.forensic_window_request_view,
+        name="forensic_window_request",
+    ),
+    path(
+        "ingest/manifests/<slug:service>/windows/<int:window_id>/approve/",
+        ingest_pages.forensic_window_approve_view,
+        name="forensic_window_approve",
+    ),
+    path("ingest/manifest.schema.json", ingest_pages.manifest_schema_view, name="manifest_schema"),
+    path("operations/", operations.operations_view, name="operations"),
 ]

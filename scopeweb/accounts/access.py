@@ -8,13 +8,15 @@ forgot to declare one. A test walks the URL resolver and fails on an undeclared 
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from rest_framework.permissions import BasePermission
 
 if TYPE_CHECKING:  # importing DRF's views here would be circular: DRF loads this module
@@ -25,16 +27,23 @@ from scopeweb.accounts.roles import CAPABILITIES, roles_with
 
 PUBLIC = "public"
 SIGNED_IN = "signed_in"
+# Keys, not people: an ingest key of a manifest (its authentication marks ``request.auth``
+# with ``grants_rule``), and the scrape token of /metrics (``SCOPEWEB_METRICS_TOKEN``).
+INGEST_KEY = "ingest_key"
+METRICS_TOKEN = "metrics_token"  # noqa: S105 (a rule's name, not a secret)
+KEY_RULES = (INGEST_KEY, METRICS_TOKEN)
 
 
 def _check_rule(rule: str) -> None:
-    if rule not in (PUBLIC, SIGNED_IN) and rule not in CAPABILITIES:
+    if rule not in (PUBLIC, SIGNED_IN, *KEY_RULES) and rule not in CAPABILITIES:
         raise ValueError(f"Unknown access rule {rule!r}")
 
 
 def user_may(user: Any, rule: str) -> bool:
     if rule == PUBLIC:
         return True
+    if rule in KEY_RULES:  # no user reaches these; only their key does
+        return False
     if not (user and user.is_authenticated and user.is_active):
         return False
     if rule == SIGNED_IN:
@@ -51,6 +60,9 @@ def access(
     def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if rule == METRICS_TOKEN:
+                refusal = _metrics_refusal(request)
+                return refusal if refusal is not None else view(request, *args, **kwargs)
             if rule != PUBLIC and not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not user_may(request.user, rule):
@@ -63,9 +75,28 @@ def access(
     return decorate
 
 
+def _metrics_refusal(request: HttpRequest) -> HttpResponseBase | None:
+    """404 while no scrape token is set, 401 without the right ``Bearer`` token."""
+    expected = getattr(settings, "METRICS_TOKEN", "")
+    if not expected:
+        return HttpResponse("Metrics are off: set SCOPEWEB_METRICS_TOKEN.\n", status=404)
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+        response = HttpResponse(
+            "Send Authorization: Bearer <SCOPEWEB_METRICS_TOKEN>.\n", status=401
+        )
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    return None
+
+
 def describe(rule: str) -> str:
     if rule == PUBLIC:
         return "Anyone."
+    if rule == INGEST_KEY:
+        return "An ingest key of the manifest (it reads nothing)."
+    if rule == METRICS_TOKEN:
+        return "The metrics scrape token."
     if rule == SIGNED_IN:
         return "Any signed-in user."
     roles = ", ".join(sorted(role.value for role in roles_with(rule)))
@@ -92,6 +123,8 @@ class DenyUndeclared(BasePermission):
         if rule is None:
             return False
         _check_rule(rule)
+        if rule == INGEST_KEY:
+            return getattr(request.auth, "grants_rule", None) == INGEST_KEY
         if user_may(request.user, rule):
             return True
         self.message = f"Your role may not use this endpoint. Allowed: {describe(rule)}"

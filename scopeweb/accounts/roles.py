@@ -40,6 +40,11 @@ CAPABILITIES: dict[str, tuple[str, frozenset[Role]]] = {
     "export_data": ("Request exports of runs and cases", frozenset({R, AD})),
     "approve_export": ("Approve or refuse exports (GDPR review)", frozenset({AD})),
     "use_export_link": ("Download an export through its single-use link", frozenset({R, A, AD})),
+    "manage_manifests": (
+        "Edit instrumentation manifests, their ingest keys and forensic windows",
+        frozenset({AD}),
+    ),
+    "view_operations": ("See ingestion's operations page", frozenset({R, A, AD})),
 }
 
 

@@ -17,6 +17,7 @@ from scopeweb.accounts.services import api_token_create
 from tests.conftest import client_for
 from tests.factories import make_prompt_set, make_trace
 from traces.models import SaeRecord
+from traces.services.manifests import manifest_save, parse_manifest_yaml
 from traces.services.runs import run_start
 
 ROLES = ("anonymous", "reviewer", "auditor", "admin", "outsider")
@@ -40,6 +41,22 @@ READER_API = _row(401, 200, 200, 200, 403)
 EXPECTED: dict[str, dict[str, int]] = {
     "home": SIGNED_IN_PAGE,
     "healthz": _row(200, 200, 200, 200, 200),
+    # keys, not people: no user reaches ingestion (401: it asks for an ingest key), and
+    # /metrics is off (404) until SCOPEWEB_METRICS_TOKEN is set
+    "api_ingest": _row(401, 401, 401, 401, 401),
+    "api_ingest_otlp": _row(401, 401, 401, 401, 401),
+    "metrics": _row(404, 404, 404, 404, 404),
+    # tracing: manifests are the admins'; the operations page is for every reader
+    "manifest_list": ADMIN_PAGE,
+    "manifest_create": ADMIN_PAGE,
+    "manifest_detail": ADMIN_PAGE,
+    "manifest_export": ADMIN_PAGE,
+    "ingest_token_create": _row(302, 403, 403, 405, 403),  # POST only, after the role check
+    "ingest_token_revoke": _row(302, 403, 403, 405, 403),
+    "forensic_window_request": _row(302, 403, 403, 405, 403),
+    "forensic_window_approve": _row(302, 403, 403, 405, 403),
+    "manifest_schema": SIGNED_IN_PAGE,
+    "operations": READER_PAGE,
     "login": _row(200, 302, 302, 302, 302),
     "logout": _row(405, 405, 405, 405, 405),  # POST only
     "password_change": SIGNED_IN_PAGE,
@@ -200,6 +217,10 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
     case = AuditCase.objects.create(
         title="matrix", profile=prompt_set.profile, state=CaseState.SIGNED_OFF
     )
+    manifest = manifest_save(
+        document=parse_manifest_yaml("service: matrix\ncheckpoint: m\nsaes: [tiny]\nprofile: US\n"),
+        actor=Actor.command(cast["admin"]),
+    )
     export = Export.objects.create(
         kind="case", target_id=case.pk, profile=prompt_set.profile, requested_by=cast["reviewer"],
         state=ExportState.AWAITING_APPROVAL,
@@ -225,6 +246,8 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
             target_type="run", target_id=run.pk, reason="matrix"
         ).pk,
         "export_id": export.pk,
+        "service": manifest.service,
+        "window_id": 1,
         "token": "no-such-token",
         **{f"{name}:pk": export.pk for name in EXPECTED if name.startswith("api_export")},
         **{f"{name}:pk": case.pk for name in EXPECTED if name.startswith("api_case")},

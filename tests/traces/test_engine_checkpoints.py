@@ -12,11 +12,11 @@ import torch
 from django.core.management import CommandError, call_command
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
+from scopeweb_tracer.sae import load_sae
 from tests.traces.engine_fakes import tiny_gemma3, write_sae_folder
 from traces.engine import runtime
 from traces.engine.analyze import analyze_chunk
 from traces.engine.model import load_model
-from traces.engine.sae import load_sae
 from traces.models import SaeRecord
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"

@@ -1,4 +1,4 @@
-"""Blocked encoding (``traces.engine.encode``) against the dense JumpReLU on a generated wide SAE,
+"""Blocked encoding (``scopeweb_tracer.encode``) against the dense JumpReLU on a generated wide SAE,
 and how ``load_sae`` holds a file's weights: mapped in place for float32, converted for
 bfloat16."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from scopeweb_tracer.encode import block_width, encode_sparse
+from scopeweb_tracer.sae import JumpReluSae, load_sae
 from tests.traces.engine_fakes import write_sae_folder
-from traces.engine.encode import block_width, encode_sparse
-from traces.engine.sae import JumpReluSae, load_sae
 
 D_IN, D_SAE, TOKENS, K = 64, 65536, 50, 32
 NEGATIVE_THRESHOLDS = 8  # latents that fire whenever pre > 0: the encoder's max(θ, 0) floor

@@ -10,10 +10,10 @@ import pytest
 import torch
 from django.conf import settings
 
+from scopeweb_tracer.sae import load_sae
 from traces.engine.capture import capture_residual, make_batch
 from traces.engine.model import LoadedModel, _cache_is_sound, _hf_cache, load_default_model
 from traces.engine.model_files import default_model_files
-from traces.engine.sae import load_sae
 from traces.services.saes import shipped_sae_folders
 
 

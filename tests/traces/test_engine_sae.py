@@ -10,8 +10,8 @@ import huggingface_hub.constants
 import pytest
 import torch
 
+from scopeweb_tracer.sae import SaeError, load_sae
 from tests.traces.engine_fakes import D_MODEL, sae_params, write_sae_folder
-from traces.engine.sae import SaeError, load_sae
 
 
 def test_encoding_is_the_jumprelu_formula(tmp_path: Path) -> None:

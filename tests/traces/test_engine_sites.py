@@ -19,13 +19,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from scopeweb_tracer.hooks import hook_width
+from scopeweb_tracer.sae import LoadedSae, SaeError, load_sae
 from tests.traces.engine_fakes import D_MODEL, write_sae_folder
 from traces.engine.analyze import analyze_chunk
-from traces.engine.hooks import hook_width
 from traces.engine.model import LoadedModel
 from traces.engine.passages import passage_ids
 from traces.engine.random_sae import write_random_sae
-from traces.engine.sae import LoadedSae, SaeError, load_sae
 
 PROMPTS = [
     "The river bank was closed after the flood.",

@@ -23,18 +23,18 @@ from django.core.files.storage import default_storage
 from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
 from scopeweb.refusals import Refused
+from scopeweb_tracer.hooks import hook_width
+from scopeweb_tracer.sae import LoadedSae, load_sae
 from tests.traces.conftest import import_prompt_set
 from traces.bundle.chunks import decode_rows, read_chunk_files
 from traces.bundle.manifest import SCHEMA_PATH
 from traces.engine import analyze, runtime
 from traces.engine.capture import capture_hooks, make_batch
-from traces.engine.hooks import hook_width
 from traces.engine.model import LoadedModel
 from traces.engine.passages import passage_ids
 from traces.engine.prompt_ids import prompt_token_ids
 from traces.engine.quality import sae_quality, target_mean
 from traces.engine.random_sae import write_random_sae
-from traces.engine.sae import LoadedSae, load_sae
 from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace
 from traces.services.originals import prompts_for_analysis
 from traces.services.runs import run_cancel, run_execute, run_pass, run_start

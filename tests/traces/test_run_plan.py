@@ -160,8 +160,8 @@ def test_a_reported_l0_sizes_the_sparse_decode() -> None:
 def test_the_encode_block_width_is_the_engines() -> None:
     import torch
 
-    from traces.engine import encode
-    from traces.engine.sae import JumpReluSae
+    from scopeweb_tracer import encode
+    from scopeweb_tracer.sae import JumpReluSae
     from traces.run_plan import encode_block_width
     from traces.run_plan.plan import DECODE_ROWS, ENCODE_BLOCK_BYTES, ENCODE_MIN_BLOCK
 

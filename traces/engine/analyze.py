@@ -14,20 +14,20 @@ token string of the span is stored. A generated completion is stored redacted th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from scopeweb_tracer.encode import SparseCodes, encode_sparse
+from scopeweb_tracer.sae import LoadedSae
 from traces.bundle.format import canonicalize, trace_hash
 from traces.bundle.redaction import REDACTION_RUN_START, redaction_code
 from traces.engine.capture import batches_by_length, capture_hooks, make_batch
-from traces.engine.encode import SparseCodes, encode_sparse
 from traces.engine.model import LoadedModel
 from traces.engine.prompt_ids import PromptInput, prompt_token_ids
-from traces.engine.sae import LoadedSae
 from traces.tokens import piece_text
 
 
@@ -153,14 +153,22 @@ def _prepare(
     capture_limit: int,
     generate_tokens: int,
     seed: int,
+    completions: Mapping[int, str] | None = None,
 ) -> _Prepared:
     prepared = _Prepared([], [], [], [])
     encoded = prompt_token_ids(loaded, [prompt for _, prompt in prompts])
     for (key, _), ids in zip(prompts, encoded, strict=True):
+        given = (completions or {}).get(key)
+        room = capture_limit - min(len(ids), capture_limit)
         prepared.truncated.append(len(ids) > capture_limit)
         ids = ids[:capture_limit]
         prepared.prompt_lengths.append(len(ids))
-        extra = _generate(loaded, ids, generate_tokens, seed + key, capture_limit)
+        if given is not None:  # teacher-forced: the completion the service gave, read as is
+            forced = loaded.tokenizer.encode(given, add_special_tokens=False).ids
+            prepared.truncated[-1] |= len(forced) > room
+            extra = [int(t) for t in forced[:room]]
+        else:
+            extra = _generate(loaded, ids, generate_tokens, seed + key, capture_limit)
         prepared.completions.append(loaded.tokenizer.decode(extra) if extra else "")
         prepared.sequences.append(ids + extra)
     return prepared
@@ -199,10 +207,13 @@ def analyze_chunk_multi(
     seed: int = 0,
     max_batch_tokens: int = 8192,
     redaction: TokenRedaction | None = None,
+    completions: Mapping[int, str] | None = None,
 ) -> list[ChunkResult]:
     """One forward pass per batch, stopped after the deepest hook of any SAE, feeds every SAE;
-    each gets the arrays one single-SAE run would have written (the same hashes)."""
-    prepared = _prepare(loaded, prompts, capture_limit, generate_tokens, seed)
+    each gets the arrays one single-SAE run would have written (the same hashes).
+    ``completions`` (by prompt key) are read teacher-forced after their prompts instead of
+    generating: what a production request answered (ingestion)."""
+    prepared = _prepare(loaded, prompts, capture_limit, generate_tokens, seed, completions)
     sequences, rows = prepared.sequences, prepared.rows
     total = int(rows[-1])
     per_sae = [_empty_arrays(total, top_k) for _ in saes]
@@ -228,10 +239,24 @@ def analyze_chunk_multi(
                 _fill(per_sae[which], int(rows[index]), columns, here)
                 sq_dev[which, index] = float(dev[here][1:].sum())
                 at += n
+    return _results(loaded, prompts, prepared, per_sae, sq_dev, redaction)
+
+
+def _results(
+    loaded: LoadedModel,
+    prompts: Sequence[tuple[int, PromptInput]],
+    prepared: _Prepared,
+    per_sae: list[dict[str, np.ndarray]],
+    sq_dev: np.ndarray,
+    redaction: TokenRedaction | None,
+) -> list[ChunkResult]:
+    """Each SAE's filled columns completed with the tokens and the redaction, then rounded,
+    hashed and indexed as stored."""
+    rows = prepared.rows
     results = []
     marks = _redact(loaded, prepared, redaction)
     for arrays, devs in zip(per_sae, sq_dev, strict=True):
-        for index, sequence in enumerate(sequences):
+        for index, sequence in enumerate(prepared.sequences):
             start, stop = int(rows[index]), int(rows[index + 1])
             arrays["token_ids"][start:stop] = sequence
             arrays["is_completion"][start + prepared.prompt_lengths[index] : stop] = 1
@@ -240,6 +265,50 @@ def analyze_chunk_multi(
             arrays["token_ids"][marks > 0] = _pad_id(loaded)
         results.append(_chunk_result(arrays, prompts, prepared, devs))
     return results
+
+
+@dataclass(frozen=True)
+class ShippedTrace:
+    """A request a tracer analysed in the serving process: its tokens, and per SAE its
+    columns (``top_idx``, ``top_val``, ``l0``, ``recon_err``, ``resid_norm``, checked by the
+    caller) with its Σ‖y − μ‖² (``sq_dev``)."""
+
+    token_ids: list[int]
+    prompt_tokens: int
+    truncated: bool
+    completion: str
+    columns: list[dict[str, np.ndarray]]  # one per SAE, in the order of the results
+    sq_dev: list[float]
+
+
+def chunk_from_shipped(
+    loaded: LoadedModel,
+    prompts: Sequence[tuple[int, PromptInput]],
+    shipped: Sequence[ShippedTrace],
+    *,
+    saes: int,
+    top_k: int,
+    redaction: TokenRedaction | None = None,
+) -> list[ChunkResult]:
+    """The chunk a run would store for requests a tracer already encoded: the same rounding,
+    hashes, index and redaction as ``analyze_chunk_multi``, without a forward pass."""
+    prepared = _Prepared(
+        [list(t.token_ids) for t in shipped],
+        [t.prompt_tokens for t in shipped],
+        [t.truncated for t in shipped],
+        [t.completion for t in shipped],
+    )
+    rows = prepared.rows
+    per_sae = [_empty_arrays(int(rows[-1]), top_k) for _ in range(saes)]
+    sq_dev = np.zeros((saes, len(shipped)), dtype=np.float64)
+    for index, trace in enumerate(shipped):
+        n = len(trace.token_ids)
+        for which in range(saes):
+            columns = dict(trace.columns[which])
+            columns["top_val"] = columns["top_val"].astype(np.float16)
+            _fill(per_sae[which], int(rows[index]), columns, slice(0, n))
+            sq_dev[which, index] = trace.sq_dev[which]
+    return _results(loaded, prompts, prepared, per_sae, sq_dev, redaction)
 
 
 def _host_columns(codes: SparseCodes, err: torch.Tensor, norm: torch.Tensor) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from traces.engine.hooks import Hook, parse_hook
+from scopeweb_tracer.capture import attach_hooks
+from scopeweb_tracer.hooks import Hook, parse_hook
 
 
 class _StopForward(Exception):
@@ -70,17 +71,6 @@ def batches_by_length(
     return groups[::-1]
 
 
-def hooked_module(model: torch.nn.Module, module_path: str) -> torch.nn.Module:
-    """The module a hook names. Multimodal Gemma 3 checkpoints (4B and up) keep the text
-    layers under ``model.language_model``; Gemma Scope 2 names them ``model.layers.N``."""
-    try:
-        return model.get_submodule(module_path)
-    except AttributeError:
-        if not module_path.startswith("model."):
-            raise
-        return model.get_submodule("model.language_model." + module_path.removeprefix("model."))
-
-
 @torch.inference_mode()
 def capture_hooks(
     model: torch.nn.Module, hooks: Sequence[Hook], batch: Batch
@@ -89,27 +79,13 @@ def capture_hooks(
     as soon as the last of them has fired."""
     wanted = {hook.name: hook for hook in hooks}
     store: dict[str, torch.Tensor] = {}
-    handles = []
 
-    def keep(name: str, value: object) -> None:
-        store[name] = value[0] if isinstance(value, tuple) else value  # type: ignore[assignment]
+    def keep(name: str, value: torch.Tensor) -> None:
+        store[name] = value
         if len(store) == len(wanted):
             raise _StopForward
 
-    for hook in wanted.values():
-        module = hooked_module(model, hook.module_path)
-        if hook.reads == "input":
-            handles.append(
-                module.register_forward_pre_hook(
-                    lambda _, args, name=hook.name: keep(name, args[0])
-                )
-            )
-        else:
-            handles.append(
-                module.register_forward_hook(
-                    lambda _, __, output, name=hook.name: keep(name, output)
-                )
-            )
+    handles = attach_hooks(model, list(wanted.values()), keep)
     try:
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
     except _StopForward:

@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from traces.engine.capture import batches_by_length, capture_hooks, hooked_module, make_batch
-from traces.engine.encode import encode_sparse
+from scopeweb_tracer.capture import hooked_module
+from scopeweb_tracer.encode import encode_sparse
+from scopeweb_tracer.sae import LoadedSae
+from traces.engine.capture import batches_by_length, capture_hooks, make_batch
 from traces.engine.model import LoadedModel
-from traces.engine.sae import LoadedSae
 
 
 @dataclass

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from scopeweb_tracer.hooks import WIDTH_NAMES, Hook, hook_width, parse_hook, site_of
 from traces.engine.capture import batches_by_length, capture_hooks, make_batch
-from traces.engine.hooks import WIDTH_NAMES, Hook, hook_width, parse_hook, site_of
 from traces.engine.model import LoadedModel
 
 SITE_NAMES = {

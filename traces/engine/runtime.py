@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import torch
 
-from traces.engine.hooks import hook_width
+from scopeweb_tracer.hooks import hook_width
+from scopeweb_tracer.sae import LoadedSae, load_sae
 from traces.engine.model import LoadedModel, load_model
-from traces.engine.sae import LoadedSae, load_sae
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _lock = threading.Lock()

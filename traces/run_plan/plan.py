@@ -24,11 +24,11 @@ EFFICIENCY = 0.35
 # The residual stream's copies alive inside one decoder layer: its input, the normed input, the
 # attention output and its post-norm, the residual after attention and its pre-MLP norm.
 RESIDUAL_COPIES = 6
-# Mirrors traces.engine.encode's BLOCK_BYTES and MIN_BLOCK (that module imports torch); a test
+# Mirrors scopeweb_tracer.encode's BLOCK_BYTES and MIN_BLOCK (that module imports torch); a test
 # pins them against it.
 ENCODE_BLOCK_BYTES = 128 * 2**20
 ENCODE_MIN_BLOCK = 2048
-DECODE_ROWS = 16384  # traces.engine.encode.DECODE_ROWS
+DECODE_ROWS = 16384  # scopeweb_tracer.encode.DECODE_ROWS
 SOFTMAX_BYTES = 4  # eager attention takes the softmax in float32, beside the run-dtype scores
 MAX_BATCH_ROWS = 64  # traces.engine.capture.batches_by_length's max_batch
 # The features file of a chunk (traces.bundle.chunks.encode_chunk) stores each kept latent as
@@ -288,14 +288,14 @@ def plan_run(
 
 
 def encode_block_width(d_sae: int, tokens: int, dtype_bytes: int) -> int:
-    """Latents per encode block, as ``traces.engine.encode.block_width`` chooses them: as many
+    """Latents per encode block, as ``scopeweb_tracer.encode.block_width`` chooses them: as many
     as fit ``ENCODE_BLOCK_BYTES`` of pre-activations, a multiple of ``ENCODE_MIN_BLOCK``."""
     fit = ENCODE_BLOCK_BYTES // max(tokens * dtype_bytes, 1)
     return min(d_sae, max(ENCODE_MIN_BLOCK, fit // ENCODE_MIN_BLOCK * ENCODE_MIN_BLOCK))
 
 
 def _encode_bytes(sae: SaeShape, tokens: int, size: int, top_k: int, block: int | None) -> int:
-    """What one SAE's encode of a batch holds (``traces.engine.encode.encode_sparse``): its input
+    """What one SAE's encode of a batch holds (``scopeweb_tracer.encode.encode_sparse``): its input
     in the run dtype; its target, reconstruction and error in float32; one block's
     pre-activations (run dtype) and active mask (bool); and the sparse decode's decoder rows of
     the block's active latents (L0 of them per token, top_k when the config does not say),

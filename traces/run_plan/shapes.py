@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traces.engine.hooks import HookError, parse_hook, site_of
+from scopeweb_tracer.hooks import HookError, parse_hook, site_of
 from traces.engine.model_files import DEFAULT_MODEL_IDS, default_model_files, hf_cache_folder
 
 _SAFETENSORS_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2}
@@ -114,7 +114,7 @@ def mean_context(token_counts: Sequence[int], window: int | None) -> float:
 
 @dataclass(frozen=True)
 class SaeShape:
-    site: str  # resid_post, attn_out, mlp_out or transcoder (traces.engine.hooks.site_of)
+    site: str  # resid_post, attn_out, mlp_out or transcoder (scopeweb_tracer.hooks.site_of)
     layer: int  # the deepest layer the SAE reads or writes: the model runs up to it
     d_in: int
     d_sae: int

@@ -103,9 +103,9 @@ def feature_stats_start(sae: SaeRecord, *, actor: Actor, queue: bool = True) -> 
 def feature_stats_execute(job_id: uuid.UUID | str) -> str | None:
     """Compute and store the artifacts for the job's SAE; returns their folder. Called by the
     task (in a worker) and by ``manage.py logit_lens``."""
+    from scopeweb_tracer.sae import SaeError
     from traces.engine import runtime
     from traces.engine.feature_stats import feature_stats, unembedding
-    from traces.engine.sae import SaeError
 
     job = Job.objects.get(pk=job_id)
     if job.finished:

@@ -232,19 +232,26 @@ def _stored_texts(
         return [(prompt.text, prompt.messages, {}) for prompt in prompts]
 
     job_progress(job_id, done=0, total=len(prompts), note="redacting personal data")
-    stored: list[tuple[str, ChatMessages, dict[str, int]]] = []
-    for prompt in prompts:
-        if not prompt.messages:
-            found = redact_text(prompt.text, profile)
-            stored.append((found.text, [], dict(found.counts)))
-            continue
-        messages, counts = [], Counter[str]()
-        for message in prompt.messages:
-            found = redact_text(message["content"], profile)
-            messages.append({"role": message["role"], "content": found.text})
-            counts.update(found.counts)
-        stored.append((chat_text(messages), messages, dict(sorted(counts.items()))))
-    return stored
+    return [stored_content(prompt.content, profile) for prompt in prompts]
+
+
+def stored_content(
+    content: PromptInput, profile: RetentionProfile
+) -> tuple[str, ChatMessages, dict[str, int]]:
+    """A prompt's text and messages as stored, and its redacted spans per category: redacted
+    for the profiles that redact before storage (a conversation message by message, its text
+    rendered from the redacted messages), as given otherwise."""
+    if not profile.redacts_before_storage:
+        return (content, [], {}) if isinstance(content, str) else (chat_text(content), content, {})
+    if isinstance(content, str):
+        found = redact_text(content, profile)
+        return found.text, [], dict(found.counts)
+    messages, counts = [], Counter[str]()
+    for message in content:
+        found = redact_text(message["content"], profile)
+        messages.append({"role": message["role"], "content": found.text})
+        counts.update(found.counts)
+    return chat_text(messages), messages, dict(sorted(counts.items()))
 
 
 def _discard(path: str) -> None:

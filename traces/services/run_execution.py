@@ -31,9 +31,9 @@ from traces.services.originals import (
 from traces.services.saes import sae_folder, sae_record_target_mean
 
 if TYPE_CHECKING:
+    from scopeweb_tracer.sae import LoadedSae
     from traces.engine.analyze import TokenRedaction
     from traces.engine.model import LoadedModel
-    from traces.engine.sae import LoadedSae
 
 INDEX_BATCH = 5000
 FVU_DEFINITION = (
@@ -59,7 +59,7 @@ def pass_execute(job_id: uuid.UUID | str, runs: list[AnalysisRun]) -> str:
     except ValueError as exc:
         raise JobError(f"The model {run.model_reference!r} cannot be loaded: {exc}") from None
     _refuse_what_does_not_fit(run, runs, loaded, dtype)
-    loaded_saes = [_loaded_sae(member, loaded) for member in runs]
+    loaded_saes = [run_loaded_sae(member, loaded) for member in runs]
     chunks_total = math.ceil(len(prompts) / run.chunk_prompts)
     for member, sae in zip(runs, loaded_saes, strict=True):
         member.dtype = dtype  # auto is pinned on first execution; reruns keep it
@@ -92,7 +92,7 @@ def pass_execute(job_id: uuid.UUID | str, runs: list[AnalysisRun]) -> str:
         )
         seconds = time.monotonic() - started  # each run took the whole pass
         for i, result in zip(behind, results, strict=True):
-            write_chunk(runs[i].artifact_prefix, chunk, result.arrays, _codes(redaction))
+            write_chunk(runs[i].artifact_prefix, chunk, result.arrays, stored_codes(redaction))
             _commit_chunk(runs[i], chunk, result, seconds)
             runs[i].refresh_from_db()
             _report(runs[i].job_id, runs[i])
@@ -132,15 +132,15 @@ def _refuse_what_does_not_fit(
         raise JobError(refusal)
 
 
-def _loaded_sae(run: AnalysisRun, loaded: LoadedModel) -> LoadedSae:
+def run_loaded_sae(run: AnalysisRun, loaded: LoadedModel) -> LoadedSae:
     """The run's SAE, with the dataset-level mean its FVU is centred on (measured on the
     held-out passages and recorded on the registry row the first time it is missing)."""
     import torch
 
+    from scopeweb_tracer.sae import SaeError
     from traces.engine import runtime
     from traces.engine.passages import passage_ids
     from traces.engine.quality import target_mean
-    from traces.engine.sae import SaeError
 
     try:
         sae = runtime.sae_for(sae_folder(run.sae), loaded)
@@ -161,6 +161,12 @@ def _commit_chunk(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> 
     locked = AnalysisRun.objects.select_for_update().get(pk=run.pk)
     if locked.chunks_done != chunk:  # another attempt got here first
         return
+    chunk_insert(run, chunk, result, seconds)
+
+
+def chunk_insert(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> dict[int, Trace]:
+    """A computed chunk's traces and index rows, and the run's counters; the caller holds the
+    transaction and has checked that the chunk is not there yet. Traces by prompt id."""
     traces = Trace.objects.bulk_create(
         [
             Trace(
@@ -203,9 +209,10 @@ def _commit_chunk(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> 
         sq_err_total=F("sq_err_total") + sum(item.sq_err for item in result.traces),
         sq_dev_total=F("sq_dev_total") + sum(item.sq_dev for item in result.traces),
     )
+    return by_prompt
 
 
-def _codes(redaction: TokenRedaction | None) -> dict[str, int] | None:
+def stored_codes(redaction: TokenRedaction | None) -> dict[str, int] | None:
     return redaction.codes if redaction is not None else None
 
 

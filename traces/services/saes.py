@@ -73,7 +73,7 @@ def sae_register_reference(reference: str, *, name: str | None = None) -> SaeRec
     """Register a local folder or a hub reference (``google/gemma-scope-2-270m-pt/resid_post/
     layer_12_width_16k_l0_medium``, read through the hub client's local cache when offline).
     For shells and workers: resolving a hub reference imports the engine."""
-    from traces.engine.sae import SaeError, resolve_reference
+    from scopeweb_tracer.sae import SaeError, resolve_reference
 
     try:
         folder = resolve_reference(reference)

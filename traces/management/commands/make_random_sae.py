@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from traces.engine.hooks import WIDTH_NAMES
+from scopeweb_tracer.hooks import WIDTH_NAMES
 
 WIDTHS = {name: width for width, name in WIDTH_NAMES.items()}
 

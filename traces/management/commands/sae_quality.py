@@ -24,12 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--tokens", type=int, default=40_000, help="Held-out tokens")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from scopeweb_tracer.hooks import hook_width
+        from scopeweb_tracer.sae import SaeError, load_sae
         from traces.engine import corpus
-        from traces.engine.hooks import hook_width
         from traces.engine.model import load_default_model
         from traces.engine.prompt_ids import PromptInput, prompt_token_ids
         from traces.engine.quality import sae_quality, target_mean
-        from traces.engine.sae import SaeError, load_sae
         from traces.engine.training import TrainSettings, split_by_tokens, tokenize_documents
 
         records = SaeRecord.objects.all()

@@ -43,10 +43,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         import torch
 
+        from scopeweb_tracer.sae import load_sae
         from traces.engine import corpus
         from traces.engine.model import load_default_model
         from traces.engine.quality import sae_quality
-        from traces.engine.sae import load_sae
         from traces.engine.training import (
             TrainSettings,
             collect_activations,

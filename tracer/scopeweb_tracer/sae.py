@@ -6,7 +6,7 @@ affine transcoders add ``affine_skip_connection [d_in, d_out]``. Encoding is Jum
 ``pre = x @ w_enc + b_enc; f = relu(pre) * (pre > threshold)``, with no ``b_dec`` subtraction and
 no input normalisation. Decoding: ``x_hat = f @ w_dec + b_dec (+ x @ affine_skip_connection)``.
 
-Sites, by the hooks their configs name (``traces.engine.hooks``): ``resid_post`` reads a layer's
+Sites, by the hooks their configs name (``scopeweb_tracer.hooks``): ``resid_post`` reads a layer's
 output, ``attn_out`` the input of ``self_attn.o_proj``, ``mlp_out`` the output of
 ``post_feedforward_layernorm``; a ``transcoder`` reads ``pre_feedforward_layernorm``'s output and
 reconstructs ``post_feedforward_layernorm``'s. Crosscoders and cross-layer transcoders are
@@ -14,11 +14,12 @@ refused by name.
 
 Weights are memory-mapped from the safetensors file: a float32 run reads them in place (the page
 cache holds them, not the process), a bfloat16 run keeps one converted copy. Nothing here ever
-holds a dense ``[tokens, d_sae]`` matrix: see ``traces.engine.encode``.
+holds a dense ``[tokens, d_sae]`` matrix: see ``scopeweb_tracer.encode``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import re
@@ -29,8 +30,7 @@ from typing import Any
 
 import torch
 
-from scopeweb.storage import path_sha256
-from traces.engine.hooks import Hook, HookError, parse_hook, site_of
+from scopeweb_tracer.hooks import Hook, HookError, parse_hook, site_of
 
 SUPPORTED_ARCHITECTURES = ("jump_relu",)
 REQUIRED_TENSORS = ("w_enc", "w_dec", "b_enc", "b_dec", "threshold")
@@ -212,7 +212,7 @@ def load_sae(
 ) -> LoadedSae:
     """Load and check an SAE; every refusal is an ``SaeError`` that names the problem.
 
-    ``widths`` gives the width the model has at a hook (``traces.engine.hooks.hook_width``);
+    ``widths`` gives the width the model has at a hook (``scopeweb_tracer.hooks.hook_width``);
     without it ``d_model`` is expected at every hook that carries the residual width."""
     folder = resolve_reference(reference)
     missing = [n for n in ("config.json", "params.safetensors") if not (folder / n).is_file()]
@@ -338,3 +338,9 @@ def _check_shapes(
                 f"{reference}: its {end} width is {width}, but the model gives {model_width} at "
                 f"{hook.name}."
             )
+
+
+def path_sha256(path: Path) -> str:
+    """The sha256 of a file, read in blocks (an SAE's params may be gigabytes)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from traces.engine.sae import JumpReluSae
+from scopeweb_tracer.sae import JumpReluSae
 
 BLOCK_BYTES = 128 * 2**20
 MIN_BLOCK = 2048

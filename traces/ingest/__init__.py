@@ -1,0 +1,1 @@
+"""Parsing of ingestion payloads (OTLP traces, the plain JSON format) into IngestRecords."""
