@@ -230,12 +230,11 @@ def load_sae(
             f"{reference}: hooks layer {config.layer}, but the model has {n_layers} layers "
             f"(0 to {n_layers - 1})."
         )
-    params = mapped_params(folder / "params.safetensors", reference)
-    _check_shapes(params, reference, config, widths, d_model)
-    for name, tensor in params.items():
-        if not _all_finite(tensor):
-            raise SaeError(f"{reference}: {name} holds NaN or Inf values.")
-    sae = JumpReluSae({k: _in_dtype(v, dtype, device) for k, v in params.items()})
+    mapped = mapped_params(folder / "params.safetensors", reference)
+    _check_shapes(mapped.tensors, reference, config, widths, d_model)
+    sae = JumpReluSae(
+        {name: _checked(mapped, name, reference, dtype, device) for name in mapped.tensors}
+    )
     return LoadedSae(
         reference=reference,
         folder=folder,
@@ -245,7 +244,26 @@ def load_sae(
     )
 
 
-def mapped_params(path: Path, reference: str) -> dict[str, torch.Tensor]:
+@dataclass
+class MappedParams:
+    """Tensors viewing a private memory map of the file, and where each lies in it."""
+
+    tensors: dict[str, torch.Tensor]
+    mapping: mmap.mmap
+    spans: dict[str, tuple[int, int]]  # byte range in the file, by tensor name
+
+    def release(self, name: str, first: int, last: int) -> None:
+        """Drop the mapped pages of bytes ``[first, last)`` of tensor ``name`` from this
+        process (the page cache keeps the file): read once, they need not stay resident."""
+        start = self.spans[name][0]
+        page = mmap.PAGESIZE
+        low = -(-(start + first) // page) * page
+        high = (start + last) // page * page
+        if high > low:
+            self.mapping.madvise(mmap.MADV_DONTNEED, low, high - low)
+
+
+def mapped_params(path: Path, reference: str) -> MappedParams:
     """The folder's tensors as views of a private memory map of the file: nothing is read until
     it is used, and the pages stay the file's (shared with the page cache) until written."""
     try:
@@ -259,7 +277,7 @@ def mapped_params(path: Path, reference: str) -> dict[str, torch.Tensor]:
     if absent:
         raise SaeError(f"{reference}: params.safetensors lacks {', '.join(absent)}.")
     names = [*REQUIRED_TENSORS, *([SKIP_TENSOR] if SKIP_TENSOR in header else [])]
-    params = {}
+    params, spans = {}, {}
     for name in names:
         info = header[name]
         dtype = _FILE_DTYPES.get(str(info.get("dtype")))
@@ -273,23 +291,37 @@ def mapped_params(path: Path, reference: str) -> dict[str, torch.Tensor]:
         if stop > len(mapped) or stop - start != count * dtype.itemsize:
             raise SaeError(f"{reference}: params.safetensors is truncated or damaged at {name}.")
         params[name] = torch.frombuffer(mapped, dtype=dtype, count=count, offset=start).view(shape)
-    return params
+        spans[name] = (start, stop)
+    return MappedParams(params, mapped, spans)
 
 
-def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
-    """In the run's dtype on its device; a float32 file for a float32 CPU run stays mapped."""
-    if tensor.dtype == dtype and torch.device(device).type == "cpu":
-        return tensor
-    return tensor.to(device=device, dtype=dtype)
+SLICE_ELEMENTS = 1 << 24  # 64 MiB of float32 at a time
 
 
-def _all_finite(tensor: torch.Tensor) -> bool:
-    """Checked in slices, so a 1m-wide SAE never needs a second copy of itself in memory."""
+def _checked(
+    mapped: MappedParams,
+    name: str,
+    reference: str,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """One tensor checked finite and in the run's dtype on its device, a slice at a time: a
+    float32 file for a float32 CPU run stays mapped; a converted copy is made slice by slice,
+    each slice's mapped pages released once read, so loading holds the copy and one slice
+    (not the whole file besides the copy)."""
+    tensor = mapped.tensors[name]
     flat = tensor.reshape(-1)
-    step = 1 << 24
-    return all(
-        bool(torch.isfinite(flat[at : at + step]).all()) for at in range(0, flat.numel(), step)
-    )
+    keep = tensor.dtype == dtype and torch.device(device).type == "cpu"
+    out = None if keep else torch.empty(flat.shape, dtype=dtype, device=device)
+    size = tensor.element_size()
+    for at in range(0, flat.numel(), SLICE_ELEMENTS):
+        part = flat[at : at + SLICE_ELEMENTS]
+        if not bool(torch.isfinite(part).all()):
+            raise SaeError(f"{reference}: {name} holds NaN or Inf values.")
+        if out is not None:
+            out[at : at + part.numel()] = part.to(device=device, dtype=dtype)
+            mapped.release(name, at * size, (at + part.numel()) * size)
+    return tensor if out is None else out.view(tensor.shape)
 
 
 def _check_shapes(
