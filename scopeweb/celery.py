@@ -19,6 +19,11 @@ app.conf.beat_schedule = {
         "task": "scopeweb.jobs.tasks.jobs_reap_stale_task",
         "schedule": crontab(minute="*/10"),
     },
+    # Production streams: a day's stream runs get their bundle manifest once the day is over.
+    "close-stream-runs": {
+        "task": "traces.tasks.stream_runs_close_task",
+        "schedule": crontab(minute="5"),
+    },
     # Daily by default; SCOPEWEB_PURGE_SCHEDULE ("m h dom mon dow") moves it.
     "retention-purge": {
         "task": "governance.tasks.retention_purge_scheduled_task",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from scopeweb.jobs.services import JobError
 from scopeweb.jobs.tasks import JobTask, job_task, retried_task
 from traces.services.feature_stats import feature_stats_execute
-from traces.services.ingest import ingest_fail, ingest_process
+from traces.services.ingest import ingest_fail, ingest_process, stream_runs_close
 from traces.services.prompt_sets import prompt_set_import
 from traces.services.runs import run_execute
 from traces.services.text_analysis import text_analysis_execute
@@ -41,3 +41,9 @@ def ingest_batch_task(batch_id: str) -> None:
         ingest_process(batch_id)
     except JobError as exc:  # what cannot succeed on a retry: the model, the SAE, the file
         ingest_fail(batch_id, str(exc))
+
+
+@retried_task(max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
+def stream_runs_close_task() -> int:
+    """Beat, hourly: close the stream runs of UTC days that are over."""
+    return stream_runs_close()

@@ -9,6 +9,7 @@ from django.db import models
 class JobKind(models.TextChoices):
     PROMPT_IMPORT = "prompt_import", "Prompt set import"
     ANALYSIS = "analysis", "Analysis run"
+    STREAM = "stream", "Production stream (a day of sampled requests)"
     FEATURE_STATS = "feature_stats", "Logit lens and decoder neighbours"
     CASE_REPORT = "case_report", "Signed case report"
     EXPORT = "export", "Export bundle"

@@ -132,9 +132,12 @@ def describe_unexpected(exc: BaseException) -> str:
 
 @transaction.atomic
 def jobs_reap_stale() -> int:
-    """Fail jobs whose worker stopped reporting (killed, or its machine went away)."""
+    """Fail jobs whose worker stopped reporting (killed, or its machine went away). A stream's
+    job runs all day whether requests come or not; beat closes it when the day is over."""
     cutoff = timezone.now() - timedelta(minutes=settings.JOB_STALE_MINUTES)
-    stale = Job.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING], updated_at__lt=cutoff)
+    stale = Job.objects.filter(
+        state__in=[JobState.QUEUED, JobState.RUNNING], updated_at__lt=cutoff
+    ).exclude(kind=JobKind.STREAM)
     return stale.update(
         state=JobState.FAILED,
         error=(

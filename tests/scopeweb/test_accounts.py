@@ -27,6 +27,7 @@ def test_roles_exist_with_the_design_permissions() -> None:
         "read_audit_log",
         "read_annotations",
         "use_export_link",  # an export link a reviewer passed on
+        "view_operations",  # ingestion's rates and sizes, no content
     }
     assert perms["admin"] == set(CAPABILITIES)
 

@@ -4,7 +4,9 @@ stream runs recomputed teacher-forced on the real Gemma 3 270M, and /metrics."""
 
 from __future__ import annotations
 
+import io
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,13 @@ import pytest
 import torch
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
+from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 
 from scopeweb.accounts.actor import Actor
+from scopeweb.jobs.models import Job, JobState
+from scopeweb.jobs.services import jobs_reap_stale
 from scopeweb_tracer.tracer import GemmaTracer
 from tests.conftest import client_for
 from traces.bundle.chunks import decode_rows, read_chunk_files
@@ -28,7 +34,7 @@ from traces.engine.prompt_ids import prompt_token_ids
 from traces.engine.random_sae import write_random_sae
 from traces.ingest.models import IngestBatch, IngestedRequest, ManifestVersion
 from traces.models import AnalysisRun, SaeRecord, Trace
-from traces.services.ingest import ingest_process
+from traces.services.ingest import ingest_process, stream_runs_close
 from traces.services.manifests import (
     ManifestRefused,
     ingest_token_create,
@@ -262,6 +268,19 @@ def test_batches_become_chunks_of_the_days_stream_run(
     n = traces[1].prompt_tokens
     row = traces[1].row
     np.testing.assert_array_equal(arrays["top_idx"][row : row + n], offline.arrays["top_idx"][:n])
+    # The trace page says where the trace came from; the run cannot be cancelled, only closed.
+    page = client_for(admin).get(f"/traces/{traces[0].pk}/").content.decode()
+    assert TRACE_A in page and "recomputed teacher-forced" in page
+    client_for(admin).post(f"/runs/{run.pk}/cancel/")
+    assert not AnalysisRun.objects.get(pk=run.pk).cancel_requested
+    # Beat's reaper leaves a quiet stream alone; the day's end closes it like a finished run.
+    Job.objects.filter(pk=run.job_id).update(updated_at=timezone.now() - timedelta(days=1))
+    jobs_reap_stale()
+    assert stream_runs_close(today=run.stream_day) == 0
+    assert stream_runs_close(today=run.stream_day + timedelta(days=1)) == 1
+    run.refresh_from_db()
+    assert run.job.state == JobState.SUCCEEDED and run.manifest_sha256
+    assert run.summary["traces"] == 2
 
 
 def _traced(gemma: LoadedModel, folder: Path, name: str) -> list[dict[str, Any]]:
@@ -331,3 +350,25 @@ def test_features_that_do_not_check_out_are_recomputed(
     assert request.activations.startswith("recomputed teacher-forced")
     assert "outside" in request.activations
     assert request.trace is not None and request.trace.tokens > request.trace.prompt_tokens
+
+
+def test_the_manifest_command_imports_exports_and_makes_keys(tmp_path: Path) -> None:
+    _sae()
+    source = tmp_path / "staging.yaml"
+    source.write_text(_yaml("tiny"))
+    out = io.StringIO()
+    call_command("manifest", "import", str(source), stdout=out)
+    assert "saved chat-staging version 1" in out.getvalue()
+    out = io.StringIO()
+    call_command("manifest", "export", "chat-staging", stdout=out)
+    assert parse_manifest_yaml(out.getvalue())["saes"] == ["tiny"]
+    out = io.StringIO()
+    call_command("manifest", "token", "chat-staging", "ci", stdout=out)
+    key = out.getvalue().strip()
+    assert key.startswith("swi_")
+    assert _post(key, {"traces": [_request(TRACE_A, "Hi")]}).status_code == 202
+    source.write_text(_yaml("tiny", rate=7))
+    with pytest.raises(CommandError, match="sample_rate"):
+        call_command("manifest", "import", str(source))
+    with pytest.raises(CommandError, match="No manifest for the service 'nope'"):
+        call_command("manifest", "export", "nope")

@@ -24,6 +24,7 @@ from django.db.models import (
     Value,
 )
 
+from traces.ingest.models import IngestedRequest
 from traces.models import (
     SAFETY_TAGS,
     AnalysisRun,
@@ -235,3 +236,14 @@ def trace_pass_saes(trace: Trace) -> list[Trace]:
     )
     siblings = list(found.select_related("run__sae").order_by("run_id"))
     return siblings if len(siblings) > 1 else []
+
+
+def trace_sampled_request(trace: Trace) -> IngestedRequest | None:
+    """The production request a stream run's trace came from (None for other runs)."""
+    if trace.run.stream_manifest_id is None:
+        return None
+    return (
+        IngestedRequest.objects.select_related("manifest")
+        .filter(manifest_id=trace.run.stream_manifest_id, otel_trace_id=trace.prompt.external_id)
+        .first()
+    )

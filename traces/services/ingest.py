@@ -200,7 +200,7 @@ def _queue(batch_id: uuid.UUID) -> None:
 
 def _stream_job(manifest: InstrumentationManifest, day: date) -> Job:
     return Job.objects.create(
-        kind=JobKind.ANALYSIS,
+        kind=JobKind.STREAM,
         state=JobState.RUNNING,
         title=f"Stream {manifest.service} {day:%Y-%m-%d}",
         params={"stream": manifest.service, "day": day.isoformat()},
@@ -299,3 +299,29 @@ def ingest_fail(batch_id: uuid.UUID | str, reason: str) -> None:
     IngestBatch.objects.filter(pk=batch_id, state=IngestBatch.State.PENDING).update(
         state=IngestBatch.State.FAILED, error=reason[:2000], done_at=timezone.now()
     )
+
+
+def stream_runs_close(today: date | None = None) -> int:
+    """Close the stream runs of days that are over: their bundle manifest written and their job
+    succeeded, as a finished run's. Batches of those days still pending are analysed first by
+    their workers; a run waits until none is left."""
+    from traces.services.run_execution import run_finish
+
+    today = today or timezone.now().astimezone(UTC).date()
+    closed = 0
+    for run in AnalysisRun.objects.filter(
+        stream_day__lt=today, job__state=JobState.RUNNING
+    ).select_related("job", "stream_manifest"):
+        assert run.stream_day is not None and run.stream_manifest is not None
+        pending = [
+            batch
+            for batch in IngestBatch.objects.filter(
+                manifest=run.stream_manifest, state=IngestBatch.State.PENDING
+            )
+            if batch_day(batch) <= run.stream_day
+        ]
+        if pending:
+            continue
+        run_finish(run.job_id, run)
+        closed += 1
+    return closed

@@ -97,7 +97,7 @@ def pass_execute(job_id: uuid.UUID | str, runs: list[AnalysisRun]) -> str:
             runs[i].refresh_from_db()
             _report(runs[i].job_id, runs[i])
     for member in runs:
-        _finish(member.job_id, member)
+        run_finish(member.job_id, member)
     return "finished"
 
 
@@ -260,7 +260,8 @@ def run_summary(run: AnalysisRun) -> dict[str, Any]:
     }
 
 
-def _finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+def run_finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
+    """Write the run's bundle manifest and summary, and succeed its job."""
     files = chunk_digests(run)
     manifest = manifest_build(run, files)
     stored = sum(file.size for parts in files.values() for file in parts.values())

@@ -108,7 +108,9 @@ def stream_chunk_execute(
                 for position, prompt in enumerate(prompts):
                     request = requests[position]
                     request.trace = by_prompt[prompt.pk]
-                    request.token_check = _token_check(request, result.traces[position])
+                    request.token_check = _token_check(
+                        request, result.traces[position], shipped is not None
+                    )
                     request.activations = activations[:300]
                     request.save(update_fields=["trace", "token_check", "activations"])
         IngestBatch.objects.filter(pk=batch.pk).update(
@@ -154,9 +156,12 @@ def _append_prompts(
     return prompts
 
 
-def _token_check(request: IngestedRequest, item: Any) -> str:
-    """The recomputed token counts against those the span reported, when it reported them."""
+def _token_check(request: IngestedRequest, item: Any, from_tracer: bool) -> str:
+    """The token counts read against those the request reported, when it reported them. A
+    tracer reads one completion token fewer than it generated: the last is never fed back."""
     completion_tokens = item.tokens - item.prompt_tokens
+    if from_tracer and request.output_tokens is not None:
+        completion_tokens += 1
     parts = []
     if request.input_tokens is not None:
         same = "matches" if request.input_tokens == item.prompt_tokens else "differs from"

@@ -105,6 +105,12 @@ def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(AnalysisRun, pk=run_id)
     if run.job.finished:
         messages.error(request, "The run has already finished; there is nothing to cancel.")
+    elif run.stream_manifest_id is not None:
+        messages.error(
+            request,
+            "A stream run takes a service's sampled requests until its day ends; to stop "
+            "tracing, set the manifest's sample rate to 0.",
+        )
     else:
         run_cancel(run, actor=Actor.of(request))
         messages.success(request, "Cancelling: the run stops after its current chunk.")

@@ -22,6 +22,7 @@ from traces.selectors.traces import (
     trace_list,
     trace_neighbours,
     trace_pass_saes,
+    trace_sampled_request,
 )
 from traces.services.traces import trace_viewed
 
@@ -69,6 +70,7 @@ def trace_detail(request: HttpRequest, trace_id: int) -> HttpResponse:
         "colour_form": colour_form,
         "neighbours": trace_neighbours(trace),
         "pass_saes": trace_pass_saes(trace),
+        "sampled": trace_sampled_request(trace),
     }
     try:
         view = trace_token_view(trace)

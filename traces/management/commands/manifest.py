@@ -27,10 +27,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=["import", "export", "token", "schema"])
-        parser.add_argument("args", nargs="*")
+        parser.add_argument("operands", nargs="*", metavar="ARG")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        action, rest = options["action"], options["args"]
+        action, rest = options["action"], options["operands"]
         try:
             if action == "schema":
                 import json
