@@ -276,6 +276,7 @@ def test_batches_become_chunks_of_the_days_stream_run(
     # Beat's reaper leaves a quiet stream alone; the day's end closes it like a finished run.
     Job.objects.filter(pk=run.job_id).update(updated_at=timezone.now() - timedelta(days=1))
     jobs_reap_stale()
+    assert run.stream_day is not None
     assert stream_runs_close(today=run.stream_day) == 0
     assert stream_runs_close(today=run.stream_day + timedelta(days=1)) == 1
     run.refresh_from_db()
