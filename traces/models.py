@@ -384,23 +384,5 @@ class TriageReview(models.Model):
         return f"trace {self.trace_id} {self.decision} by {self.reviewer_id}"
 
 
-# Production tracing's models live beside their parsers; imported here so the app finds them.
-from traces.ingest.models import (  # noqa: E402
-    ForensicWindow,
-    IngestBatch,
-    IngestCount,
-    IngestedRequest,
-    IngestToken,
-    InstrumentationManifest,
-    ManifestVersion,
-)
-
-__all__ = [
-    "ForensicWindow",
-    "IngestBatch",
-    "IngestCount",
-    "IngestToken",
-    "IngestedRequest",
-    "InstrumentationManifest",
-    "ManifestVersion",
-]
+# Production tracing's models live beside their parsers; imported so the app registers them.
+import traces.ingest.models  # noqa: E402, F401

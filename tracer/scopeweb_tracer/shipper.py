@@ -22,6 +22,10 @@ What happens to a batch (each outcome is counted in `Shipper.stats`, in items):
 Delivery is at least once: a crash during a replay, or a close that gives up on a request
 still in flight, may send a batch twice. One spill file belongs to one process.
 
+The HTTP exchange and the sorting of replies live in `scopeweb_tracer.ingest_client`, the
+spill file and its line format in `scopeweb_tracer.spill`; this module owns the queue, the
+batching, the retries and the counters.
+
 Standard library only: this module runs inside the serving process.
 """
 
@@ -29,28 +33,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import email.utils
-import enum
 import functools
-import http.client
 import json
 import logging
-import math
-import os
 import queue
 import random
-import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.message import Message
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urlsplit
+from typing import Any
+
+from scopeweb_tracer.ingest_client import IngestClient, Outcome, Reply
+from scopeweb_tracer.spill import SpillFile, batch_body, spilled_batch
 
 logger = logging.getLogger("scopeweb_tracer")
 
@@ -66,21 +61,6 @@ COUNTERS = (
 )
 _POLL = 0.05  # how often an idle worker looks at the close and flush flags, in seconds
 _COMMIT_EVERY = 1.0  # seconds between rewrites of the spill file during a replay
-_REASON_LIMIT = 4096  # bytes of an error reply read for the log
-_TRANSIENT_STATUSES = frozenset({408, 429, 503})
-
-
-class _Outcome(enum.Enum):
-    SENT = "sent"
-    REJECTED = "rejected"
-    TRANSIENT = "transient"
-
-
-@dataclass(frozen=True)
-class _Reply:
-    outcome: _Outcome
-    detail: str = ""
-    retry_after: float | None = None
 
 
 class Shipper:
@@ -107,18 +87,14 @@ class Shipper:
         spill_path: Path | None = None,
         spill_max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
-        _check_settings(endpoint, token, queue_size, batch_size, max_retries)
-        self._endpoint = endpoint
-        self._headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        self._client = IngestClient(endpoint, token, timeout)
+        _check_sizes(queue_size, batch_size, max_retries)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_retries = max_retries
         self._backoff = backoff
         self._max_backoff = max_backoff
-        self._timeout = timeout
-        self._spill = None if spill_path is None else _SpillFile(Path(spill_path), spill_max_bytes)
-        # A redirect would turn the POST into a GET of a login page that answers 200.
-        self._opener = urllib.request.build_opener(_RefuseRedirects())
+        self._spill = None if spill_path is None else SpillFile(Path(spill_path), spill_max_bytes)
         self._jitter = random.Random()  # noqa: S311  (backoff jitter, not a secret)
 
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
@@ -216,7 +192,7 @@ class Shipper:
             try:
                 lines = self._encode(items)
                 if lines:
-                    self._spill_or_drop(_body(lines), len(lines))
+                    self._spill_or_drop(batch_body(lines), len(lines))
             finally:
                 self._settle(len(items))
 
@@ -268,7 +244,7 @@ class Shipper:
         lines = self._encode(items)
         if not lines:
             return
-        body, count = _body(lines), len(lines)
+        body, count = batch_body(lines), len(lines)
         with self._claim:
             if self._abandoned:
                 self._spill_or_drop(body, count)
@@ -277,21 +253,21 @@ class Shipper:
         reply = self._deliver(body)
         with self._claim:
             mine, self._in_flight = self._in_flight is not None, None
-        if reply.outcome is _Outcome.SENT:
+        if reply.outcome is Outcome.SENT:
             self._count("sent", count)
             if self._replay_due and not self._closing.is_set():
                 self._replay()
-        elif reply.outcome is _Outcome.REJECTED:
+        elif reply.outcome is Outcome.REJECTED:
             self._reject(count, reply.detail)
         elif mine:
             self._spill_or_drop(body, count)
 
-    def _deliver(self, body: bytes) -> _Reply:
+    def _deliver(self, body: bytes) -> Reply:
         """POST ``body``, retrying transient failures; the last reply."""
         attempt = 0
         while True:
-            reply = self._post(body)
-            if reply.outcome is not _Outcome.TRANSIENT:
+            reply = self._client.post(body)
+            if reply.outcome is not Outcome.TRANSIENT:
                 return reply
             self._replay_due = True
             if attempt >= self._max_retries or self._closing.is_set():
@@ -307,23 +283,6 @@ class Shipper:
             return min(retry_after, self._max_backoff)
         ceiling = min(self._max_backoff, self._backoff * 2 ** min(attempt, 60))
         return self._jitter.uniform(0.0, ceiling)
-
-    def _post(self, body: bytes) -> _Reply:
-        request = urllib.request.Request(  # noqa: S310  (scheme checked in __init__)
-            self._endpoint, data=body, headers=self._headers, method="POST"
-        )
-        try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                response.read()
-            return _Reply(_Outcome.SENT)
-        except urllib.error.HTTPError as error:
-            try:
-                return _reply_for_error(error.code, error.headers, _read_reason(error))
-            finally:
-                error.close()
-        except (OSError, http.client.HTTPException) as error:
-            # URLError, refused connections and timeouts are all OSErrors.
-            return _Reply(_Outcome.TRANSIENT, detail=str(error))
 
     def _replay(self) -> None:
         """Send the spill file's batches in order, dropping each sent prefix from the file.
@@ -362,15 +321,15 @@ class Shipper:
 
     def _replay_line(self, line: bytes) -> bool:
         """Send one spilled line; False when the server failed and the replay should stop."""
-        batch = _spilled_batch(line)
+        batch = spilled_batch(line)
         if batch is None:
             self._count("torn_lines", 1)
             return True
         body, count = batch
-        reply = self._post(body)
-        if reply.outcome is _Outcome.TRANSIENT:
+        reply = self._client.post(body)
+        if reply.outcome is Outcome.TRANSIENT:
             return False
-        if reply.outcome is _Outcome.SENT:
+        if reply.outcome is Outcome.SENT:
             self._count("replayed", count)
         else:
             self._reject(count, reply.detail)
@@ -415,159 +374,9 @@ class Shipper:
             logger.exception("scopeweb_tracer: shipper error")
 
 
-class _SpillFile:
-    """The JSON Lines file of batches that could not be sent: one request body a line.
-
-    Appends are fsync'd, so a crash leaves at most one torn last line; the next append starts
-    a fresh line after it, and replay skips it. Rewrites go through a temporary file and
-    `os.replace`. One lock orders the caller's close and the worker.
-    """
-
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-
-    def append(self, line: bytes) -> bool:
-        """Append ``line``; False when the file would pass max_bytes or cannot be written."""
-        with self._lock:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a+b") as file:
-                    size = file.seek(0, os.SEEK_END)
-                    if size + len(line) > self.max_bytes:
-                        return False
-                    if size and not _ends_with_newline(file, size):
-                        line = b"\n" + line
-                    file.write(line)
-                    file.flush()
-                    os.fsync(file.fileno())
-                return True
-            except OSError:
-                logger.exception("scopeweb_tracer: cannot write the spill file %s", self.path)
-                return False
-
-    def read_line(self, position: int) -> tuple[bytes, int] | None:
-        """The line starting at byte ``position`` and the position after it; None at the end."""
-        with self._lock:
-            try:
-                with open(self.path, "rb") as file:
-                    file.seek(position)
-                    line = file.readline()
-            except FileNotFoundError:
-                return None
-        return (line, position + len(line)) if line else None
-
-    def drop_prefix(self, position: int) -> None:
-        """Remove the file's first ``position`` bytes (batches already replayed)."""
-        if position <= 0:
-            return
-        with self._lock:
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            try:
-                with open(self.path, "rb") as source, open(temporary, "wb") as target:
-                    source.seek(position)
-                    shutil.copyfileobj(source, target)
-                    target.flush()
-                    os.fsync(target.fileno())
-                os.replace(temporary, self.path)
-            except OSError:
-                logger.exception(
-                    "scopeweb_tracer: cannot rewrite the spill file %s; "
-                    "its replayed batches will be sent again",
-                    self.path,
-                )
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Turns a redirect into an HTTPError (a wrong endpoint), which rejects the batch."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        return None
-
-
-def _check_settings(
-    endpoint: str, token: str, queue_size: int, batch_size: int, max_retries: int
-) -> None:
-    if urlsplit(endpoint).scheme not in ("http", "https"):
-        raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
-    if any(c in token for c in "\r\n"):
-        raise ValueError("token must not contain line breaks")
+def _check_sizes(queue_size: int, batch_size: int, max_retries: int) -> None:
     if queue_size < 1 or batch_size < 1 or max_retries < 0:
         raise ValueError(
             "queue_size and batch_size must be at least 1 and max_retries at least 0, got "
             f"{queue_size}, {batch_size} and {max_retries}"
         )
-
-
-def _body(lines: list[bytes]) -> bytes:
-    return b'{"traces":[' + b",".join(lines) + b"]}"
-
-
-def _spilled_batch(line: bytes) -> tuple[bytes, int] | None:
-    """A spilled line's request body and item count; None for a torn or garbled line."""
-    if not line.endswith(b"\n"):
-        return None
-    try:
-        batch = json.loads(line)
-    except ValueError:
-        return None
-    traces = batch.get("traces") if isinstance(batch, dict) else None
-    if not isinstance(traces, list):
-        return None
-    return line.rstrip(b"\n"), len(traces)
-
-
-def _ends_with_newline(file: IO[bytes], size: int) -> bool:
-    file.seek(size - 1)
-    return file.read(1) == b"\n"
-
-
-def _reply_for_error(status: int, headers: Message, reason: str) -> _Reply:
-    if status in _TRANSIENT_STATUSES:
-        return _Reply(_Outcome.TRANSIENT, reason, _retry_after(headers.get("Retry-After")))
-    if status >= 500:
-        return _Reply(_Outcome.TRANSIENT, reason)
-    if 300 <= status < 400:
-        reason = f"redirected to {headers.get('Location')}; is the endpoint the ingest URL?"
-    return _Reply(_Outcome.REJECTED, f"HTTP {status}: {reason}")
-
-
-def _read_reason(error: urllib.error.HTTPError) -> str:
-    """The server's reason: DRF's ``detail`` where the reply is JSON, else its text."""
-    try:
-        text = error.read(_REASON_LIMIT).decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
-        return str(error.reason)
-    try:
-        reply = json.loads(text)
-    except ValueError:
-        return text.strip()[:500] or str(error.reason)
-    if isinstance(reply, dict) and "detail" in reply:
-        return str(reply["detail"])[:500]
-    return text.strip()[:500]
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), or None."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None

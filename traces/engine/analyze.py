@@ -134,7 +134,7 @@ L0_MAX = int(np.iinfo(np.int16).max)
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """A chunk's token sequences, shared by every SAE of the pass."""
 
     sequences: list[list[int]]
@@ -154,8 +154,8 @@ def _prepare(
     generate_tokens: int,
     seed: int,
     completions: Mapping[int, str] | None = None,
-) -> _Prepared:
-    prepared = _Prepared([], [], [], [])
+) -> Prepared:
+    prepared = Prepared([], [], [], [])
     encoded = prompt_token_ids(loaded, [prompt for _, prompt in prompts])
     for (key, _), ids in zip(prompts, encoded, strict=True):
         given = (completions or {}).get(key)
@@ -174,7 +174,7 @@ def _prepare(
     return prepared
 
 
-def _empty_arrays(total: int, top_k: int) -> dict[str, np.ndarray]:
+def empty_arrays(total: int, top_k: int) -> dict[str, np.ndarray]:
     return {
         "token_ids": np.zeros(total, dtype=np.int32),
         "top_idx": np.full((total, top_k), -1, dtype=np.int32),
@@ -216,7 +216,7 @@ def analyze_chunk_multi(
     prepared = _prepare(loaded, prompts, capture_limit, generate_tokens, seed, completions)
     sequences, rows = prepared.sequences, prepared.rows
     total = int(rows[-1])
-    per_sae = [_empty_arrays(total, top_k) for _ in saes]
+    per_sae = [empty_arrays(total, top_k) for _ in saes]
     sq_dev = np.zeros((len(saes), len(sequences)), dtype=np.float64)  # Σ‖y − μ‖², BOS excluded
     hooks = list({h.name: h for s in saes for h in (s.config.hook_in, s.config.hook_out)}.values())
     for group in batches_by_length([len(s) for s in sequences], max_tokens=max_batch_tokens):
@@ -236,16 +236,16 @@ def analyze_chunk_multi(
             at = 0
             for index, n in zip(group, lengths, strict=True):
                 here = slice(at, at + n)
-                _fill(per_sae[which], int(rows[index]), columns, here)
+                fill_rows(per_sae[which], int(rows[index]), columns, here)
                 sq_dev[which, index] = float(dev[here][1:].sum())
                 at += n
-    return _results(loaded, prompts, prepared, per_sae, sq_dev, redaction)
+    return chunk_results(loaded, prompts, prepared, per_sae, sq_dev, redaction)
 
 
-def _results(
+def chunk_results(
     loaded: LoadedModel,
     prompts: Sequence[tuple[int, PromptInput]],
-    prepared: _Prepared,
+    prepared: Prepared,
     per_sae: list[dict[str, np.ndarray]],
     sq_dev: np.ndarray,
     redaction: TokenRedaction | None,
@@ -267,50 +267,6 @@ def _results(
     return results
 
 
-@dataclass(frozen=True)
-class ShippedTrace:
-    """A request a tracer analysed in the serving process: its tokens, and per SAE its
-    columns (``top_idx``, ``top_val``, ``l0``, ``recon_err``, ``resid_norm``, checked by the
-    caller) with its Σ‖y − μ‖² (``sq_dev``)."""
-
-    token_ids: list[int]
-    prompt_tokens: int
-    truncated: bool
-    completion: str
-    columns: list[dict[str, np.ndarray]]  # one per SAE, in the order of the results
-    sq_dev: list[float]
-
-
-def chunk_from_shipped(
-    loaded: LoadedModel,
-    prompts: Sequence[tuple[int, PromptInput]],
-    shipped: Sequence[ShippedTrace],
-    *,
-    saes: int,
-    top_k: int,
-    redaction: TokenRedaction | None = None,
-) -> list[ChunkResult]:
-    """The chunk a run would store for requests a tracer already encoded: the same rounding,
-    hashes, index and redaction as ``analyze_chunk_multi``, without a forward pass."""
-    prepared = _Prepared(
-        [list(t.token_ids) for t in shipped],
-        [t.prompt_tokens for t in shipped],
-        [t.truncated for t in shipped],
-        [t.completion for t in shipped],
-    )
-    rows = prepared.rows
-    per_sae = [_empty_arrays(int(rows[-1]), top_k) for _ in range(saes)]
-    sq_dev = np.zeros((saes, len(shipped)), dtype=np.float64)
-    for index, trace in enumerate(shipped):
-        n = len(trace.token_ids)
-        for which in range(saes):
-            columns = dict(trace.columns[which])
-            columns["top_val"] = columns["top_val"].astype(np.float16)
-            _fill(per_sae[which], int(rows[index]), columns, slice(0, n))
-            sq_dev[which, index] = trace.sq_dev[which]
-    return _results(loaded, prompts, prepared, per_sae, sq_dev, redaction)
-
-
 def _host_columns(codes: SparseCodes, err: torch.Tensor, norm: torch.Tensor) -> dict[str, Any]:
     """A batch's per-token results as the bundle's columns, copied to the host once."""
     return {
@@ -323,7 +279,9 @@ def _host_columns(codes: SparseCodes, err: torch.Tensor, norm: torch.Tensor) -> 
     }
 
 
-def _fill(arrays: dict[str, np.ndarray], start: int, columns: dict[str, Any], here: slice) -> None:
+def fill_rows(
+    arrays: dict[str, np.ndarray], start: int, columns: dict[str, Any], here: slice
+) -> None:
     """Copy one prompt's rows (``here`` in the batch) to its rows from ``start`` in the chunk."""
     n = here.stop - here.start
     for name, values in columns.items():
@@ -335,7 +293,7 @@ def _fill(arrays: dict[str, np.ndarray], start: int, columns: dict[str, Any], he
 
 
 def _redact(
-    loaded: LoadedModel, prepared: _Prepared, redaction: TokenRedaction | None
+    loaded: LoadedModel, prepared: Prepared, redaction: TokenRedaction | None
 ) -> np.ndarray | None:
     """Every token's ``redacted`` byte (after the model read the original: only what is stored
     changes); redacted completions are rewritten in ``prepared``."""
@@ -359,7 +317,7 @@ def _redact(
 def _chunk_result(
     arrays: dict[str, np.ndarray],
     prompts: Sequence[tuple[int, PromptInput]],
-    prepared: _Prepared,
+    prepared: Prepared,
     sq_dev: np.ndarray,
 ) -> ChunkResult:
     # Stored values are rounded (see traces.bundle.format); hash and index what is stored.

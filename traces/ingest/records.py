@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NoReturn
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-MAX_DEPTH = 64  # nesting levels of JSON arrays and objects
+MAX_DEPTH = 32  # nesting levels of JSON arrays and objects
 MAX_RECORDS = 1000  # records per request
 MAX_TEXT_CHARS = 200_000  # per message and per completion
 MAX_MESSAGES = 200  # per record

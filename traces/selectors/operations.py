@@ -1,193 +1,32 @@
-"""What the tracing pages read: the manifests with their keys, windows and history, and the
-operations report (rate, size, tokens, queue, overhead, failures and the storage projection).
+"""What the operations page reads: ingestion's rate, size, tokens, queue, overhead and failures,
+with the storage projection (``traces.selectors.storage_projection``).
 
-The operations report reads the same rows as ``/metrics`` (``traces.selectors.ingest_metrics``),
-bucketed by hour over the last 24 hours or by day over the last 7: one query per family of
-figures, bucketed in Python (percentiles are not portable SQL). Queue depth in the past is
-rebuilt from the batches' ``received_at`` and ``done_at``; nothing else keeps it.
-
-The storage projection prices a month of what tracing stores at today's rate: the bytes received
-a day (``IngestBatch.bytes``, the originals as received) plus the stream runs' artifacts a day
-(their stored bytes per analysed request × requests a day), × 30, at
-``STORAGE_PRICE_GB_MONTH``, against ``STORAGE_COST_WARN_MONTHLY`` and
-``STORAGE_COST_ALERT_MONTHLY`` (the platform's settings, the ones the storage cost page uses).
+The report reads the same rows as ``/metrics`` (``traces.selectors.ingest_metrics``), bucketed by
+hour over the last 24 hours or by day over the last 7: one query per family of figures, bucketed
+in Python (percentiles are not portable SQL). Queue depth in the past is rebuilt from the
+batches' ``received_at`` and ``done_at``; nothing else keeps it.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
-import yaml
-from django.conf import settings
-from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
-from scopeweb.storage import storage_files, stored_size
-from traces.ingest.models import (
-    ForensicWindow,
-    IngestBatch,
-    IngestCount,
-    IngestedRequest,
-    IngestToken,
-    InstrumentationManifest,
-    ManifestVersion,
-)
-from traces.models import AnalysisRun, SaeRecord
-from traces.services.manifests import SCHEMA_ID
+from traces.ingest.models import IngestBatch, IngestCount, IngestedRequest, InstrumentationManifest
+from traces.selectors.storage_projection import StorageProjection, storage_projection
 
-GB = 1024**3
-EXAMPLE_CHECKPOINT = "google/gemma-3-270m"
-RECENT_REQUESTS = 20
-VERSIONS_SHOWN = 50
-# Stream runs without a recorded size are measured by listing their files; past this many
-# files, the mean size of the first ones stands for the rest (object storage answers a size
-# request per file).
-SIZED_FILES_MAX = 200
 TURNED_AWAY = {  # IngestCount's kinds, as the page says them
     "not_sampled": "not sampled",
     "duplicate": "duplicates",
     "rejected_queue_full": "refused (queue full)",
 }
-
-
-# --- the manifest pages ----------------------------------------------------------------------
-
-
-def manifest_list() -> QuerySet[InstrumentationManifest]:
-    """Every manifest with its SAEs, profile, key counts and the last request received."""
-    return (
-        InstrumentationManifest.objects.select_related("profile")
-        .prefetch_related("saes")
-        .annotate(
-            live_token_count=Count(
-                "tokens", filter=Q(tokens__revoked_at__isnull=True), distinct=True
-            ),
-            revoked_token_count=Count(
-                "tokens", filter=Q(tokens__revoked_at__isnull=False), distinct=True
-            ),
-            last_request_at=Max("requests__received_at"),
-        )
-    )
-
-
-def manifest_example_yaml() -> str:
-    """A document to start from: the registered SAEs of Gemma 3 270M, 1 % sampling, a
-    commented targeted rule at 5 %, 1000 captured tokens, the UK profile."""
-    names = list(
-        SaeRecord.objects.filter(model_name=EXAMPLE_CHECKPOINT).values_list("name", flat=True)
-    )
-    saes = (
-        yaml.safe_dump({"saes": names}, sort_keys=False).rstrip("\n")
-        if names
-        else "saes: []  # no SAE of google/gemma-3-270m is registered yet: add one under SAEs"
-    )
-    return (
-        f"# Scope Web instrumentation manifest; schema: {SCHEMA_ID}\n"
-        "service: chat-assistant\n"
-        f"checkpoint: {EXAMPLE_CHECKPOINT}\n"
-        f"{saes}\n"
-        "sample_rate: 0.01\n"
-        "# Targeted rules: the first rule whose tags all match sets the rate.\n"
-        "# rules:\n"
-        "#   - name: support-route\n"
-        "#     match: {route: /v1/support}\n"
-        "#     rate: 0.05\n"
-        "max_tokens_capture: 1000\n"
-        "profile: UK\n"
-        "keep_completions: true\n"
-    )
-
-
-def document_yaml(document: dict[str, Any]) -> str:
-    """A stored version's document as YAML, written as the export writes it."""
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    version: ManifestVersion
-    yaml: str
-    diff: str  # unified diff against the version before; empty for the first one
-
-
-@dataclass(frozen=True)
-class WindowRow:
-    window: ForensicWindow
-    state: str  # "pending", "open", "scheduled" or "over"
-
-    @property
-    def pending(self) -> bool:
-        return self.state == "pending"
-
-
-@dataclass(frozen=True)
-class ManifestPage:
-    manifest: InstrumentationManifest
-    versions: list[VersionRow]
-    tokens: list[IngestToken]
-    windows: list[WindowRow]
-    requests: list[IngestedRequest]
-
-
-def _versions(manifest: InstrumentationManifest) -> list[VersionRow]:
-    # one more than shown, so that the oldest shown still gets its diff
-    stored = list(
-        manifest.versions.select_related("changed_by").order_by("-version")[: VERSIONS_SHOWN + 1]
-    )
-    texts = [document_yaml(v.document) for v in stored]
-    # every version differs in its number: diff what else changed
-    bodies = [
-        document_yaml({key: value for key, value in v.document.items() if key != "version"})
-        for v in stored
-    ]
-    rows = []
-    for i, version in enumerate(stored[:VERSIONS_SHOWN]):
-        before = bodies[i + 1] if i + 1 < len(bodies) else ""
-        diff = (
-            "".join(
-                difflib.unified_diff(
-                    before.splitlines(keepends=True),
-                    bodies[i].splitlines(keepends=True),
-                    fromfile=f"v{stored[i + 1].version}",
-                    tofile=f"v{version.version}",
-                )
-            )
-            if before
-            else ""
-        )
-        rows.append(VersionRow(version, texts[i], diff))
-    return rows
-
-
-def window_state(window: ForensicWindow, now: datetime) -> str:
-    if window.approved_at is None:
-        return "pending"
-    if window.end <= now:
-        return "over"
-    return "open" if window.start <= now else "scheduled"
-
-
-def manifest_page(manifest: InstrumentationManifest) -> ManifestPage:
-    """What the manifest's page shows below its editor."""
-    now = timezone.now()
-    windows = manifest.forensic_windows.select_related("requested_by", "approved_by")
-    return ManifestPage(
-        manifest=manifest,
-        versions=_versions(manifest),
-        tokens=list(manifest.tokens.select_related("created_by")),
-        windows=[WindowRow(w, window_state(w, now)) for w in windows],
-        requests=list(manifest.requests.select_related("trace")[:RECENT_REQUESTS]),
-    )
-
-
-# --- the operations page ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -232,51 +71,6 @@ class Bucket:
     def trace_kb(self) -> float | None:
         """Mean size of a sampled request as received, in KB (1024 bytes)."""
         return self.bytes_received / self.batch_records / 1024 if self.batch_records else None
-
-
-@dataclass(frozen=True)
-class StorageProjection:
-    days: float  # the span measured
-    received_bytes: int
-    requests: int
-    stream_bytes: int  # the stream runs' stored artifacts measured
-    stream_requests: int  # the analysed requests those artifacts hold
-    price_gb_month: float
-    warn_monthly: float
-    alert_monthly: float
-
-    @property
-    def received_per_day(self) -> float:
-        return self.received_bytes / self.days
-
-    @property
-    def stored_per_request(self) -> float:
-        return self.stream_bytes / self.stream_requests if self.stream_requests else 0.0
-
-    @property
-    def stored_per_day(self) -> float:
-        return self.requests / self.days * self.stored_per_request
-
-    @property
-    def bytes_per_day(self) -> float:
-        return self.received_per_day + self.stored_per_day
-
-    @property
-    def monthly_bytes(self) -> float:
-        return self.bytes_per_day * 30
-
-    @property
-    def monthly_cost(self) -> float:
-        return self.monthly_bytes / GB * self.price_gb_month
-
-    @property
-    def level(self) -> str:
-        """ "alert", "warn" or "ok": the thresholds the monthly projection crosses."""
-        if self.monthly_cost >= self.alert_monthly:
-            return "alert"
-        if self.monthly_cost >= self.warn_monthly:
-            return "warn"
-        return "ok"
 
 
 @dataclass(frozen=True)
@@ -339,21 +133,6 @@ def _floor(moment: datetime, span: Span) -> datetime:
     if span.trunc == "day":
         return moment.replace(hour=0, minute=0, second=0, microsecond=0)
     return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def _stream_bytes(runs: Iterable[AnalysisRun]) -> int:
-    """The runs' stored artifacts: the size a finished run recorded, else its files' sizes."""
-    total = 0
-    for run in runs:
-        recorded = (run.summary or {}).get("bytes_stored")
-        if isinstance(recorded, int | float):
-            total += int(recorded)
-            continue
-        names = storage_files(run.artifact_prefix)
-        sized = [stored_size(name) for name in names[:SIZED_FILES_MAX]]
-        if sized:
-            total += int(sum(sized) / len(sized) * len(names))
-    return total
 
 
 def operations_report(
@@ -456,27 +235,16 @@ def operations_report(
         .order_by("kind")
     }
 
-    runs = list(
-        AnalysisRun.objects.filter(
-            Q(stream_manifest=chosen) if chosen else Q(stream_manifest__isnull=False),
-            stream_day__in=days,
-        ).only("pk", "summary", "pass_leader")
-    )
-    leaders = [run.pk for run in runs if run.pass_leader_id is None]
-    stream_requests = IngestedRequest.objects.filter(scope, trace__run__in=leaders).count()
     # "at this rate": measured from the span's first batch (tracing may have begun within the
     # span), over one bucket at least
     measured_from = max(first, earliest) if earliest else first
     span_days = max((now - measured_from), chosen_span.step).total_seconds() / 86400
-    storage = StorageProjection(
+    storage = storage_projection(
+        manifest=chosen,
+        stream_days=days,
         days=span_days,
         received_bytes=sum(b.bytes_received for b in buckets.values()),
         requests=sum(b.requests for b in buckets.values()),
-        stream_bytes=_stream_bytes(runs) if stream_requests else 0,
-        stream_requests=stream_requests,
-        price_gb_month=settings.STORAGE_PRICE_GB_MONTH,
-        warn_monthly=settings.STORAGE_COST_WARN_MONTHLY,
-        alert_monthly=settings.STORAGE_COST_ALERT_MONTHLY,
     )
     minutes = (now - first).total_seconds() / 60
     services = [

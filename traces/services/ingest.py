@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
@@ -189,10 +190,11 @@ def _overhead(record: IngestRecord) -> float | None:
     return None
 
 
-def _queue(batch_id: uuid.UUID) -> None:
-    from traces.tasks import ingest_batch_task
+INGEST_TASK = "traces.tasks.ingest_batch_task"  # by name: services never import their tasks
 
-    ingest_batch_task.delay(str(batch_id))
+
+def _queue(batch_id: uuid.UUID) -> None:
+    current_app.send_task(INGEST_TASK, args=[str(batch_id)])
 
 
 # --- the worker's side -----------------------------------------------------------------------

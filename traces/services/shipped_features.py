@@ -18,7 +18,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from scopeweb_tracer.sae import LoadedSae
-    from traces.engine.analyze import ShippedTrace
+    from traces.engine.shipped import ShippedTrace
     from traces.models import AnalysisRun
 
 COLUMNS = ("top_idx", "top_val", "l0", "recon_err", "resid_norm")
@@ -75,7 +75,7 @@ def _one(
     top_k: int,
     limit: int,
 ) -> ShippedTrace:
-    from traces.engine.analyze import ShippedTrace
+    from traces.engine.shipped import ShippedTrace
 
     features = original.get("features")
     if not isinstance(features, dict):

@@ -40,7 +40,8 @@ def stream_chunk_execute(
     batch: IngestBatch, runs: list[AnalysisRun], originals: list[dict[str, Any]]
 ) -> None:
     from traces.engine import runtime
-    from traces.engine.analyze import analyze_chunk_multi, chunk_from_shipped
+    from traces.engine.analyze import analyze_chunk_multi
+    from traces.engine.shipped import chunk_from_shipped
     from traces.services.shipped_features import shipped_traces
 
     leader = runs[0]
@@ -156,17 +157,17 @@ def _append_prompts(
     return prompts
 
 
-def _token_check(request: IngestedRequest, item: Any, from_tracer: bool) -> str:
+def _token_check(sampled: IngestedRequest, item: Any, from_tracer: bool) -> str:
     """The token counts read against those the request reported, when it reported them. A
     tracer reads one completion token fewer than it generated: the last is never fed back."""
     completion_tokens = item.tokens - item.prompt_tokens
-    if from_tracer and request.output_tokens is not None:
+    if from_tracer and sampled.output_tokens is not None:
         completion_tokens += 1
     parts = []
-    if request.input_tokens is not None:
-        same = "matches" if request.input_tokens == item.prompt_tokens else "differs from"
-        parts.append(f"prompt {item.prompt_tokens} {same} the span's {request.input_tokens}")
-    if request.output_tokens is not None:
-        same = "matches" if request.output_tokens == completion_tokens else "differs from"
-        parts.append(f"completion {completion_tokens} {same} the span's {request.output_tokens}")
+    if sampled.input_tokens is not None:
+        same = "matches" if sampled.input_tokens == item.prompt_tokens else "differs from"
+        parts.append(f"prompt {item.prompt_tokens} {same} the span's {sampled.input_tokens}")
+    if sampled.output_tokens is not None:
+        same = "matches" if sampled.output_tokens == completion_tokens else "differs from"
+        parts.append(f"completion {completion_tokens} {same} the span's {sampled.output_tokens}")
     return "; ".join(parts)[:200]

@@ -19,7 +19,7 @@ from scopeweb.accounts.access import SIGNED_IN, access
 from scopeweb.accounts.actor import Actor
 from scopeweb.feedback import attempt, show_problems
 from traces.ingest.models import ForensicWindow, IngestToken, InstrumentationManifest
-from traces.selectors.operations import manifest_example_yaml, manifest_list, manifest_page
+from traces.selectors.manifests import manifest_example_yaml, manifest_list, manifest_page
 from traces.services.manifests import (
     MAX_DOCUMENT_BYTES,
     ManifestRefused,
