@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from scopeweb_tracer.hooks import hook_width
+from scopeweb_tracer.manifest import ManifestFileError, load_manifest
 from scopeweb_tracer.sae import LoadedSae, load_sae
 from scopeweb_tracer.tracer import GemmaTracer
 from traces.bundle.format import round_values
@@ -123,3 +124,29 @@ def test_no_failure_of_the_tracer_reaches_the_request(
     assert _generate(tracer, gemma).shape[1] > 1
     assert tracer.drain()
     assert tracer.counts["failed"] == 1
+
+
+def test_a_traced_forward_ships_its_tokens(gemma: LoadedModel, saes: dict[str, LoadedSae]) -> None:
+    shipped: list[dict[str, Any]] = []
+    tracer = _tracer(gemma, saes, 1.0, shipped.append)
+    ids = prompt_token_ids(gemma, [TEXT])[0]
+    request = tracer.begin(trace_id=TRACE)
+    logits = tracer.forward(torch.tensor([ids]), request=request, prompt=TEXT, prompt_tokens=5)
+    assert logits.logits.shape[1] == len(ids)
+    assert tracer.drain()
+    [record] = shipped
+    features = record["features"]
+    assert features["token_ids"] == ids and features["prompt_tokens"] == 5
+    assert record["completion"] == gemma.tokenizer.decode(ids[5:])
+
+
+def test_the_tracer_reads_the_exported_manifest(tmp_path: Path) -> None:
+    exported = tmp_path / "chat-staging-v3.yaml"
+    exported.write_text(
+        "# Scope Web instrumentation manifest\nschema: scopeweb.instrumentation-manifest/v1\n"
+        "service: chat-staging\nversion: 3\nsample_rate: 0.05\nrules: []\n"
+    )
+    assert load_manifest(exported)["sample_rate"] == 0.05
+    exported.write_text("sample_rate: 5\n")
+    with pytest.raises(ManifestFileError, match="sample_rate must be a number from 0 to 1"):
+        load_manifest(exported)
