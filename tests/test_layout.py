@@ -23,8 +23,8 @@ from importlinter import cli
 from traces.services.ingest import INGEST_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("scopeweb", "traces", "reports", "governance", "tracer")  # folders
-PACKAGES = ("scopeweb", "traces", "reports", "governance", "scopeweb_tracer")
+APPS = ("scopeweb", "traces", "reports", "governance", "gates", "tracer")  # folders
+PACKAGES = ("scopeweb", "traces", "reports", "governance", "gates", "scopeweb_tracer")
 MODULE_LINES_MAX = 400
 VIEW_LINES_MAX = 30
 

@@ -1,0 +1,1 @@
+"""CI gates: gate definitions, gate runs, their sign-off and attestations."""
