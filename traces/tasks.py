@@ -4,13 +4,26 @@ ingest batches on ``ingest`` (also with a model; scaled apart from analyses)."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_ready
+
 from scopeweb.jobs.services import JobError
 from scopeweb.jobs.tasks import JobTask, job_task, retried_task
 from traces.services.feature_stats import feature_stats_execute
-from traces.services.ingest import ingest_fail, ingest_process, stream_runs_close
+from traces.services.ingest import (
+    ingest_fail,
+    ingest_process,
+    ingest_warm,
+    stream_runs_close,
+)
 from traces.services.prompt_sets import prompt_set_import
 from traces.services.runs import run_execute
 from traces.services.text_analysis import text_analysis_execute
+
+log = logging.getLogger(__name__)
 
 
 @job_task(max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
@@ -47,3 +60,17 @@ def ingest_batch_task(batch_id: str) -> None:
 def stream_runs_close_task() -> int:
     """Beat, hourly: close the stream runs of UTC days that are over."""
     return stream_runs_close()
+
+
+@worker_ready.connect
+def _warm_ingest_worker(sender: Any = None, **_: Any) -> None:
+    """A worker that takes the ``ingest`` queue loads the manifests' models and SAEs as it
+    starts, on a thread of its own, so it takes batches at once."""
+    names = {queue.name for queue in getattr(getattr(sender, "task_consumer", None), "queues", [])}
+    if "ingest" in names:
+        threading.Thread(target=_warm, name="ingest-warm-up", daemon=True).start()
+
+
+def _warm() -> None:
+    for line in ingest_warm():
+        log.info("ingest worker warmed up: %s", line)

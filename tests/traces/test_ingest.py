@@ -34,7 +34,7 @@ from traces.engine.prompt_ids import prompt_token_ids
 from traces.engine.random_sae import write_random_sae
 from traces.ingest.models import IngestBatch, IngestedRequest, ManifestVersion
 from traces.models import AnalysisRun, SaeRecord, Trace
-from traces.services.ingest import ingest_process, stream_runs_close
+from traces.services.ingest import ingest_process, ingest_warm, stream_runs_close
 from traces.services.manifests import (
     ManifestRefused,
     ingest_token_create,
@@ -373,3 +373,12 @@ def test_the_manifest_command_imports_exports_and_makes_keys(tmp_path: Path) -> 
         call_command("manifest", "import", str(source))
     with pytest.raises(CommandError, match="No manifest for the service 'nope'"):
         call_command("manifest", "export", "nope")
+
+
+@pytest.mark.usefixtures("_worker_model")
+def test_an_ingest_worker_warms_up_its_manifests(admin: User, folder: Path) -> None:
+    record = sae_register(folder)
+    _key(admin, record.name)
+    assert not SaeRecord.objects.get(pk=record.pk).target_mean
+    assert ingest_warm() == ["chat-staging: google/gemma-3-270m, 1 SAEs"]
+    assert SaeRecord.objects.get(pk=record.pk).target_mean  # measured once, before any request

@@ -327,3 +327,23 @@ def stream_runs_close(today: date | None = None) -> int:
         run_finish(run.job_id, run)
         closed += 1
     return closed
+
+
+def ingest_warm() -> list[str]:
+    """Load every manifest's model and SAEs (and measure a missing FVU mean) in this worker,
+    so the first sampled request after a start is analysed in seconds, not after the loads.
+    What was warmed, in words (a failure is logged and skipped: the batch will say why)."""
+    from traces.engine import runtime
+    from traces.services.run_execution import loaded_sae_with_mean
+
+    warmed = []
+    for manifest in InstrumentationManifest.objects.prefetch_related("saes"):
+        try:
+            loaded = runtime.model_for(manifest.checkpoint, runtime.default_dtype())
+            for record in manifest.saes.all():
+                loaded_sae_with_mean(record, loaded)
+        except Exception:
+            log.exception("could not warm up for the manifest %s", manifest.service)
+            continue
+        warmed.append(f"{manifest.service}: {manifest.checkpoint}, {manifest.saes.count()} SAEs")
+    return warmed

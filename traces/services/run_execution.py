@@ -22,7 +22,7 @@ from scopeweb.jobs.models import Job, JobState
 from scopeweb.jobs.services import JobError, job_progress, job_succeed
 from traces.bundle.chunks import write_chunk
 from traces.bundle.manifest import chunk_digests, manifest_build, manifest_write
-from traces.models import AnalysisRun, Trace, TraceFeature
+from traces.models import AnalysisRun, SaeRecord, Trace, TraceFeature
 from traces.services.originals import (
     OriginalUnavailable,
     prompts_for_analysis,
@@ -133,8 +133,14 @@ def _refuse_what_does_not_fit(
 
 
 def run_loaded_sae(run: AnalysisRun, loaded: LoadedModel) -> LoadedSae:
-    """The run's SAE, with the dataset-level mean its FVU is centred on (measured on the
-    held-out passages and recorded on the registry row the first time it is missing)."""
+    """The run's SAE, with the dataset-level mean its FVU is centred on."""
+    return loaded_sae_with_mean(run.sae, loaded)
+
+
+def loaded_sae_with_mean(record: SaeRecord, loaded: LoadedModel) -> LoadedSae:
+    """The SAE of ``record`` loaded for ``loaded``'s device and dtype, with the dataset-level
+    mean its FVU is centred on (measured on the held-out passages and recorded on the registry
+    row the first time it is missing)."""
     import torch
 
     from scopeweb_tracer.sae import SaeError
@@ -143,10 +149,9 @@ def run_loaded_sae(run: AnalysisRun, loaded: LoadedModel) -> LoadedSae:
     from traces.engine.quality import target_mean
 
     try:
-        sae = runtime.sae_for(sae_folder(run.sae), loaded)
+        sae = runtime.sae_for(sae_folder(record), loaded)
     except SaeError as exc:
-        raise JobError(f"The SAE {run.sae.name} cannot be used: {exc}") from None
-    record = run.sae
+        raise JobError(f"The SAE {record.name} cannot be used: {exc}") from None
     if not record.target_mean:
         ids = passage_ids(loaded)
         mean = target_mean(loaded, sae, ids)
