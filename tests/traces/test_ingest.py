@@ -18,6 +18,7 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from scopeweb.accounts.actor import Actor
 from scopeweb.jobs.models import Job, JobState
@@ -215,6 +216,11 @@ def test_metrics_need_the_scrape_token(admin: User, settings: Any) -> None:
     assert 'scopeweb_ingest_queue_depth{service="chat-staging"} 1.0' in text
     assert 'scopeweb_ingest_sampled_total{service="chat-staging"} 1.0' in text
     assert "scopeweb_ingest_trace_bytes_bucket" in text
+    # What a Prometheus server reads: the exposition format parses, family by family.
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert families["scopeweb_ingest_trace_bytes"].type == "histogram"
+    assert families["scopeweb_ingest_sampled"].type == "counter"
+    assert answer["Content-Type"].startswith("text/plain; version=")
 
 
 # --- stream runs on the real model -----------------------------------------------------------
