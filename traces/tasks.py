@@ -5,7 +5,6 @@ ingest batches on ``ingest`` (also with a model; scaled apart from analyses)."""
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from celery.signals import worker_ready
@@ -19,6 +18,7 @@ from traces.services.ingest import (
     ingest_warm,
     stream_runs_close,
 )
+from traces.services.manifests import WARM_TASK
 from traces.services.prompt_sets import prompt_set_import
 from traces.services.runs import run_execute
 from traces.services.text_analysis import text_analysis_execute
@@ -62,15 +62,21 @@ def stream_runs_close_task() -> int:
     return stream_runs_close()
 
 
+@retried_task(max_retries=1, soft_time_limit=30 * 60, time_limit=35 * 60)
+def ingest_warm_task() -> list[str]:
+    """After a manifest is saved, or as a worker starts: the ingest worker that takes it loads
+    the manifests' models and SAEs ahead of requests."""
+    warmed = ingest_warm()
+    for line in warmed:
+        log.info("ingest worker warmed up: %s", line)
+    return warmed
+
+
 @worker_ready.connect
 def _warm_ingest_worker(sender: Any = None, **_: Any) -> None:
-    """A worker that takes the ``ingest`` queue loads the manifests' models and SAEs as it
-    starts, on a thread of its own, so it takes batches at once."""
+    """A worker that takes the ``ingest`` queue asks for a warm-up as it starts: the message
+    goes to the queue, so a pool process (where batches run, not this main process) loads the
+    manifests' models and SAEs before the first batch."""
     names = {queue.name for queue in getattr(getattr(sender, "task_consumer", None), "queues", [])}
     if "ingest" in names:
-        threading.Thread(target=_warm, name="ingest-warm-up", daemon=True).start()
-
-
-def _warm() -> None:
-    for line in ingest_warm():
-        log.info("ingest worker warmed up: %s", line)
+        sender.app.send_task(WARM_TASK)

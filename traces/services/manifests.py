@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 from jsonschema import Draft202012Validator
@@ -36,6 +37,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "ingest" / "manifest_sche
 SCHEMA_ID = "scopeweb.instrumentation-manifest/v1"
 MAX_DOCUMENT_BYTES = 64 * 1024
 READ_ONLY = ("version", "forensic_windows", "schema")
+WARM_TASK = "traces.tasks.ingest_warm_task"  # by name: services never import their tasks
 
 
 class ManifestRefused(Refused):
@@ -157,6 +159,8 @@ def manifest_save(
     ManifestVersion.objects.create(
         manifest=manifest, version=manifest.version, document=after, changed_by=actor.user, via=via
     )
+    # The ingest workers load the (maybe new) model and SAEs now, not on the first request.
+    transaction.on_commit(lambda: current_app.send_task(WARM_TASK))
     audit_record(
         "manifest.create" if before is None else "manifest.update",
         actor=actor,
