@@ -388,3 +388,23 @@ def test_an_ingest_worker_warms_up_its_manifests(admin: User, folder: Path) -> N
     assert not SaeRecord.objects.get(pk=record.pk).target_mean
     assert ingest_warm() == ["chat-staging: google/gemma-3-270m, 1 SAEs"]
     assert SaeRecord.objects.get(pk=record.pk).target_mean  # measured once, before any request
+
+
+@pytest.mark.usefixtures("_worker_model")
+def test_a_manifest_that_keeps_no_completions_stores_the_prompt_alone(
+    admin: User, gemma: LoadedModel, folder: Path
+) -> None:
+    record = sae_register(folder)
+    shipped = _traced(gemma, folder, record.name)
+    document = parse_manifest_yaml(_yaml(record.name) + "keep_completions: false\n")
+    manifest = manifest_save(document=document, actor=Actor.command(admin))
+    _, key = ingest_token_create(manifest=manifest, name="k", actor=Actor.command(admin))
+    assert _post(key, {"traces": shipped}).status_code == 202
+    batch = IngestBatch.objects.get()
+    kept = json.loads(default_storage.open(batch.path).read())[0]
+    assert kept["completion"] == "" and kept["features"] is None
+    ingest_process(batch.pk)
+    request = IngestedRequest.objects.get()
+    assert request.trace is not None and request.output_tokens is None
+    assert request.trace.tokens == request.trace.prompt_tokens
+    assert request.trace.completion == ""

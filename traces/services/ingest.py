@@ -77,15 +77,19 @@ def _pending_requests() -> int:
     return int(found["n"] or 0)
 
 
-def _original(record: IngestRecord) -> dict[str, Any]:
+def _original(record: IngestRecord, keep_completion: bool) -> dict[str, Any]:
+    """What the batch file keeps of a request. A manifest that keeps no completions keeps
+    none here either: the prompt alone is analysed (a tracer's encodings, which cover the
+    completion, are dropped and the prompt recomputed)."""
     return {
         "trace_id": record.trace_id,
         "messages": [{"role": m.role, "content": m.content} for m in record.messages],
-        "completion": record.completion,
+        "completion": record.completion if keep_completion else "",
         "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
+        "output_tokens": record.output_tokens if keep_completion else None,
         "service": record.service,
-        "features": record.extra.get("features"),  # a tracer's encodings, checked by the worker
+        # a tracer's encodings, checked by the worker
+        "features": record.extra.get("features") if keep_completion else None,
     }
 
 
@@ -134,7 +138,8 @@ def ingest_accept(
     if not fresh:
         return receipt
     batch_id = uuid.uuid4()
-    body = json.dumps([_original(r) for r, *_ in fresh], ensure_ascii=False).encode("utf-8")
+    kept = [_original(r, manifest.keep_completions) for r, *_ in fresh]
+    body = json.dumps(kept, ensure_ascii=False).encode("utf-8")
     path = store_new(f"ingest/{manifest.service}/{now:%Y-%m-%d}/{batch_id}.json", body)
     try:
         with transaction.atomic():
@@ -158,7 +163,7 @@ def ingest_accept(
                     tags=dict(record.tags),
                     model=record.model[:300],
                     input_tokens=record.input_tokens,
-                    output_tokens=record.output_tokens,
+                    output_tokens=record.output_tokens if manifest.keep_completions else None,
                     overhead_ms=_overhead(record),
                 )
                 for position, (record, rate, reason) in enumerate(fresh)
