@@ -12,6 +12,7 @@ The ingest key reaches these two routes only and reads nothing.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 from django.utils import timezone
@@ -68,14 +69,17 @@ class RawBody(BaseParser):
         return None
 
 
-class _IngestApi(APIView):
+class _IngestApi(APIView, ABC):
+    """The two ingest routes; each subclass says how its body is read (``parse``)."""
+
     access_rule = INGEST_KEY
     authentication_classes = [IngestKeyAuthentication]
     parser_classes = [RawBody]
     via = ""
 
+    @abstractmethod
     def parse(self, body: bytes, content_type: str) -> ParseResult:
-        raise NotImplementedError
+        """The body's records, or ``PayloadError`` naming what is wrong."""
 
     def post(self, request: Request) -> Response:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
