@@ -11,6 +11,10 @@ COPY pyproject.toml README.md ./
 COPY scopeweb ./scopeweb
 COPY traces ./traces
 COPY reports ./reports
+COPY governance ./governance
+COPY gates ./gates
+COPY tracer ./tracer
+COPY gatecli ./gatecli
 COPY saes ./saes
 # The CPU wheel of torch; a CUDA image sets TORCH_INDEX to the matching PyTorch index.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu

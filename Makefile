@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: run test lint setup setup-dev clean bench bench-pages bench-report bench-tracing
+.PHONY: run test lint setup setup-dev clean bench bench-pages bench-report bench-tracing bench-gate
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,3 +71,9 @@ bench-tracing: setup
 ## (a real run of the shipped SAE in a throwaway SQLite database; target at most 10 s)
 bench-report: setup
 	$(PY) bench/report.py $(BENCH_ARGS)
+
+## make bench-gate: a 50-prompt smoke gate end to end (scopeweb-gate against make run's server
+## and worker, 32 new tokens per prompt, one SAE), cold and with its baseline reused
+## (target at most 10 minutes on a 2-core CPU machine)
+bench-gate: setup
+	$(PY) bench/gate.py $(BENCH_ARGS)

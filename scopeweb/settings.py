@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "traces",
     "reports",
     "governance",
+    "gates",
 ]
 
 MIDDLEWARE = [
@@ -208,6 +209,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "traces.tasks.analysis_*": {"queue": "analysis"},
     "traces.tasks.ingest_*": {"queue": "ingest"},
+    "gates.tasks.gate_*": {"queue": "analysis"},  # gate runs load the model
 }
 # Ingestion: requests waiting for analysis above which the ingest API answers 429, and the
 # token that reads /metrics (unset: /metrics answers 404).
@@ -273,6 +275,9 @@ HEALTH_BROKER_TIMEOUT = env_float("SCOPEWEB_HEALTH_BROKER_TIMEOUT", 2.0, minimum
 # --- report signing (reports/signing.py) ----------------------------------------------------
 # The deployment's key and certificate as PKCS#12; the embedded default is the self-signed
 # development key that `manage.py init_signing_key` writes (its passphrase in a file beside it).
+# The address users reach Scope Web at: gate results, JUnit reports and attestations link to
+# runs and traces under it.
+PUBLIC_URL = env_str("SCOPEWEB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 SIGNING_P12_PATH = env_path("SCOPEWEB_SIGNING_P12", DATA_DIR / "signing" / "signing-key.p12")
 SIGNING_P12_PASSPHRASE = env_secret("SCOPEWEB_SIGNING_P12_PASSPHRASE")
 # An RFC 3161 timestamp server; set, every signature carries its timestamp (PAdES B-T).

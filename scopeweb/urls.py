@@ -32,4 +32,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("scopeweb.retention.urls")),
     path("", include("traces.urls")),
     path("", include("reports.urls")),
+    path("", include("gates.urls")),
 ]

@@ -24,8 +24,16 @@ from traces.services.ingest import INGEST_TASK
 from traces.services.manifests import WARM_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("scopeweb", "traces", "reports", "governance", "gates", "tracer")  # folders
-PACKAGES = ("scopeweb", "traces", "reports", "governance", "gates", "scopeweb_tracer")
+APPS = ("scopeweb", "traces", "reports", "governance", "gates", "tracer", "gatecli")  # folders
+PACKAGES = (
+    "scopeweb",
+    "traces",
+    "reports",
+    "governance",
+    "gates",
+    "scopeweb_tracer",
+    "scopeweb_gate",
+)
 MODULE_LINES_MAX = 400
 VIEW_LINES_MAX = 30
 

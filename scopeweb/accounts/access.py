@@ -30,8 +30,9 @@ SIGNED_IN = "signed_in"
 # Keys, not people: an ingest key of a manifest (its authentication marks ``request.auth``
 # with ``grants_rule``), and the scrape token of /metrics (``SCOPEWEB_METRICS_TOKEN``).
 INGEST_KEY = "ingest_key"
+GATE_KEY = "gate_key"  # a gate's key: its runs over the API (``scopeweb-gate``), nothing else
 METRICS_TOKEN = "metrics_token"  # noqa: S105 (a rule's name, not a secret)
-KEY_RULES = (INGEST_KEY, METRICS_TOKEN)
+KEY_RULES = (INGEST_KEY, GATE_KEY, METRICS_TOKEN)
 
 
 def _check_rule(rule: str) -> None:
@@ -95,6 +96,8 @@ def describe(rule: str) -> str:
         return "Anyone."
     if rule == INGEST_KEY:
         return "An ingest key of the manifest (it reads nothing)."
+    if rule == GATE_KEY:
+        return "A gate's key (its own gate's runs only)."
     if rule == METRICS_TOKEN:
         return "The metrics scrape token."
     if rule == SIGNED_IN:
@@ -123,8 +126,8 @@ class DenyUndeclared(BasePermission):
         if rule is None:
             return False
         _check_rule(rule)
-        if rule == INGEST_KEY:
-            return getattr(request.auth, "grants_rule", None) == INGEST_KEY
+        if rule in (INGEST_KEY, GATE_KEY):
+            return bool(getattr(request.auth, "grants_rule", None) == rule)
         if user_may(request.user, rule):
             return True
         self.message = f"Your role may not use this endpoint. Allowed: {describe(rule)}"

@@ -11,6 +11,48 @@ from scopeweb.accounts.roles import CAPABILITIES
 TOKEN_PREFIX = "sw_"  # noqa: S105 (a marker, not a secret)
 
 
+def sha256_of_key(key: str) -> str:
+    """What a key's model stores of it: the key is shown once and never kept."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_secret_key(prefix: str) -> str:
+    """A new key: ``prefix`` (it says which kind of key it is) and 256 random bits."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+class ServiceKey(models.Model):
+    """A key that a service, not a person, holds (an ingest key, a gate key): bound to one
+    object by the concrete model, reaching only what ``grants_rule`` names. Only its sha256 is
+    stored; the key is shown once."""
+
+    key_prefix = ""  # what every key of the kind starts with
+    grants_rule = ""  # what DenyUndeclared lets the key reach (scopeweb.accounts.access)
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def new_key(cls) -> str:
+        return new_secret_key(cls.key_prefix)
+
+    hash_key = staticmethod(sha256_of_key)
+
+
 class RoleCapability(models.Model):
     """Holds the role permissions (``Meta.permissions``); it has no rows of its own."""
 
@@ -42,8 +84,6 @@ class ApiToken(models.Model):
 
     @staticmethod
     def new_key() -> str:
-        return TOKEN_PREFIX + secrets.token_urlsafe(32)
+        return new_secret_key(TOKEN_PREFIX)
 
-    @staticmethod
-    def hash_key(key: str) -> str:
-        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    hash_key = staticmethod(sha256_of_key)

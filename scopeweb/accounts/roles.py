@@ -45,6 +45,10 @@ CAPABILITIES: dict[str, tuple[str, frozenset[Role]]] = {
         frozenset({AD}),
     ),
     "view_operations": ("See ingestion's operations page", frozenset({R, A, AD})),
+    "manage_gates": ("Edit CI gates and their keys", frozenset({AD})),
+    "view_gates": ("See CI gates, their runs and attestations", frozenset({R, A, AD})),
+    "run_gate": ("Start gate runs from Scope Web", frozenset({R, AD})),
+    "sign_off_gate": ("Approve or reject passing gate runs", frozenset({R, AD})),
 }
 
 

@@ -1,4 +1,5 @@
-"""Personal API tokens: ``Authorization: Token sw_…``."""
+"""Personal API tokens (``Authorization: Token sw_…``), and what every key's authentication
+shares: reading the key from the header, and noting when a key was last used."""
 
 from __future__ import annotations
 
@@ -12,19 +13,35 @@ from rest_framework.request import Request
 from scopeweb.accounts.models import ApiToken
 
 
+def header_key(request: Request, keywords: tuple[str, ...], what: str) -> str | None:
+    """The key of ``Authorization: <keyword> <key>`` for one of ``keywords`` (the first is
+    the one named in errors); None when the header names another scheme."""
+    parts = get_authorization_header(request).split()
+    if not parts or parts[0].lower() not in {k.lower().encode() for k in keywords}:
+        return None
+    if len(parts) != 2:
+        raise AuthenticationFailed(f"Authorization header must be '{keywords[0]} <{what}>'.")
+    try:
+        return parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise AuthenticationFailed(f"The {what} holds characters a key never has.") from None
+
+
+def touch_last_used(token: Any) -> None:
+    """Record that ``token`` (any key model with ``last_used_at``) was used: at most one
+    write a minute per key."""
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        type(token).objects.filter(pk=token.pk).update(last_used_at=now)
+
+
 class PersonalTokenAuthentication(BaseAuthentication):
     keyword = "Token"
 
     def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() != self.keyword.lower().encode():
+        key = header_key(request, (self.keyword,), "key")
+        if key is None:
             return None
-        if len(parts) != 2:
-            raise AuthenticationFailed("Authorization header must be 'Token <key>'.")
-        try:
-            key = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise AuthenticationFailed("The token holds characters a token never has.") from None
         token = (
             ApiToken.objects.select_related("user")
             .filter(key_sha256=ApiToken.hash_key(key), revoked_at__isnull=True)
@@ -32,9 +49,7 @@ class PersonalTokenAuthentication(BaseAuthentication):
         )
         if token is None or not token.user.is_active:
             raise AuthenticationFailed("Unknown or revoked token.")
-        now = timezone.now()
-        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        touch_last_used(token)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

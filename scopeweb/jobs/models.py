@@ -14,6 +14,7 @@ class JobKind(models.TextChoices):
     CASE_REPORT = "case_report", "Signed case report"
     EXPORT = "export", "Export bundle"
     PURGE = "purge", "Retention purge"
+    GATE = "gate", "Gate run"
 
 
 class JobState(models.TextChoices):

@@ -13,20 +13,20 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from gates.attestation import (
+from gates.signing import deployment_signing_key
+from reports.pdf.signing import SigningError, dev_key_create, signing_key_load
+from scopeweb_gate.attestation import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
     AttestationError,
     PrivateKey,
-    deployment_signing_key,
     key_id,
     pae,
     sign_envelope,
     statement,
     verify_envelope,
 )
-from reports.pdf.signing import SigningError, dev_key_create, signing_key_load
 
 MODEL_SHA = hashlib.sha256(b"model weights").hexdigest()
 SAE_SHA = hashlib.sha256(b"sae weights").hexdigest()

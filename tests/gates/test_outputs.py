@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gates.outputs import (
+from scopeweb_gate.outputs import (
     RESULT_SCHEMA,
     SUMMARY_LINKS,
     GateResult,

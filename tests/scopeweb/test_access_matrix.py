@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from gates.models import GateRun
+from gates.services.definitions import gate_save, gate_token_create, parse_gate_yaml
 from governance.models import Export, ExportState, LegalHold
 from reports.models import AuditCase, CaseState
+from reports.pdf.signing import dev_key_create
 from scopeweb.accounts.access import rule_of
 from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.services import api_token_create
+from scopeweb.jobs.models import JobKind
+from scopeweb.jobs.services import job_create
 from tests.conftest import client_for
 from tests.factories import make_prompt_set, make_trace
 from traces.models import SaeRecord
@@ -170,6 +176,29 @@ EXPECTED: dict[str, dict[str, int]] = {
     "api_export_approve": _row(401, 403, 403, 405, 403),  # POST only
     "api_export_refuse": _row(401, 403, 403, 405, 403),  # POST only
     "api_export_download": _row(401, 404, 404, 404, 403),
+    # CI gates: admins write them and their keys; readers see them, their runs and the
+    # attestations; reviewers run and sign them off. The matrix's run is queued: it has no
+    # result, report or attestation yet (404 for those who may read it).
+    "gate_list": READER_PAGE,
+    "gate_new": ADMIN_PAGE,
+    "gate_edit": ADMIN_PAGE,
+    "gate_detail": READER_PAGE,
+    "gate_schema": _row(200, 200, 200, 200, 200),  # public, like the certificate
+    "gate_signoff_queue": READER_PAGE,
+    "gate_verify": READER_PAGE,
+    "gate_run": READER_PAGE,
+    "gate_run_decide": _row(302, 405, 403, 405, 403),  # POST only, after the role check
+    "gate_run_start": _row(302, 405, 403, 405, 403),
+    "gate_key_create": _row(302, 403, 403, 405, 403),
+    "gate_key_revoke": _row(302, 403, 403, 405, 403),
+    "gate_run_attestation": _row(302, 404, 404, 404, 403),
+    "gate_run_result": _row(302, 404, 404, 404, 403),
+    "gate_run_report": _row(302, 404, 404, 404, 403),
+    # a gate's key, not a person: no user reaches the gate API (401: it asks for the key)
+    "api_gate_runs": _row(401, 401, 401, 401, 401),
+    "api_gate_run": _row(401, 401, 401, 401, 401),
+    "api_gate_run_attestation": _row(401, 401, 401, 401, 401),
+    "api_gate_certificate": _row(200, 200, 200, 200, 200),
 }
 
 
@@ -204,7 +233,12 @@ def _kwargs(name: str, objects: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.django_db
-def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) -> None:
+def test_each_role_gets_its_answer_on_every_route(
+    cast: dict[str, User | None], settings: Any, tmp_path: Path
+) -> None:
+    settings.SIGNING_P12_PATH = tmp_path / "key.p12"  # the gate API serves its certificate
+    settings.SIGNING_P12_PASSPHRASE = None
+    dev_key_create(settings.SIGNING_P12_PATH, common_name="matrix")
     prompt_set = make_prompt_set()
     assert prompt_set.import_job is not None
     token, _ = api_token_create(actor=Actor.command(cast["reviewer"]), name="t")
@@ -225,6 +259,19 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
         kind="case", target_id=case.pk, profile=prompt_set.profile, requested_by=cast["reviewer"],
         state=ExportState.AWAITING_APPROVAL,
     )  # fmt: skip
+    gate = gate_save(
+        document=parse_gate_yaml(
+            "name: matrix\nprofile: US\nsaes: [tiny]\nmetrics:\n"
+            "  - {name: anomaly_rate, max: 0.1}\n  - {name: flagged_rate, max: 0.1}\n"
+            "  - {name: safety_feature_drift, max: 0.1}\n"
+        ),
+        actor=Actor.command(cast["admin"]),
+    )
+    gate_run = GateRun.objects.create(
+        gate=gate, gate_version=1, document=gate.document, profile=gate.profile,
+        job=job_create(kind=JobKind.GATE, title="matrix gate", created_by=cast["admin"]),
+    )  # fmt: skip
+    gate_key, _ = gate_token_create(gate=gate, name="matrix", actor=Actor.command(cast["admin"]))
     objects: dict[str, Any] = {
         "prompt_set_id": prompt_set.pk,
         "api_prompt_set:pk": prompt_set.pk,
@@ -249,6 +296,10 @@ def test_each_role_gets_its_answer_on_every_route(cast: dict[str, User | None]) 
         "service": manifest.service,
         "window_id": 1,
         "token": "no-such-token",
+        "name": gate.name,
+        "fmt": "json",
+        "gate_key_revoke:token_id": gate_key.pk,
+        **{f"{name}:run_id": gate_run.pk for name in EXPECTED if "gate_run" in name},
         **{f"{name}:pk": export.pk for name in EXPECTED if name.startswith("api_export")},
         **{f"{name}:pk": case.pk for name in EXPECTED if name.startswith("api_case")},
     }

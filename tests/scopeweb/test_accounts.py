@@ -28,6 +28,7 @@ def test_roles_exist_with_the_design_permissions() -> None:
         "read_annotations",
         "use_export_link",  # an export link a reviewer passed on
         "view_operations",  # ingestion's rates and sizes, no content
+        "view_gates",  # gate runs' metrics, decisions and attestations, read only
     }
     assert perms["admin"] == set(CAPABILITIES)
 

@@ -135,9 +135,10 @@ def test_anomaly_rate_uses_the_baseline_p1_p99_band() -> None:
     sae = make_sae()
     baseline = _run(sae, 100)
     for p in range(100):
-        make_trace(baseline, p, l0=float(p), fvu=0.2, resid_norm=100.0 + p)
-    band = percentile_band([float(p) for p in range(100)])
-    assert band.low == pytest.approx(0.99) and band.high == pytest.approx(98.01)
+        make_trace(baseline, p, l0=float(p + 1), fvu=0.2, resid_norm=100.0 + p)
+    band = percentile_band([float(p + 1) for p in range(100)])
+    assert (band.low, band.high) == (1.0, 99.0)  # observed values, not interpolated
+    assert percentile_band([3.0, 1.0, 2.0]) == (1.0, 3.0)  # a small baseline holds itself
 
     run = _run(sae, 4)
     make_trace(run, 0, l0=0.5, resid_norm=150.0)  # L0 under p1

@@ -15,9 +15,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from django.utils import timezone
 from rest_framework import status
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
@@ -25,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scopeweb.accounts.access import INGEST_KEY
+from scopeweb.accounts.tokens import header_key, touch_last_used
 from traces.ingest.models import IngestToken
 from traces.ingest.otlp import records_from_otlp_json, records_from_otlp_protobuf
 from traces.ingest.plain import records_from_plain_json
@@ -38,12 +38,9 @@ class IngestKeyAuthentication(BaseAuthentication):
     """``Authorization: Token swi_…`` (or ``Bearer``, as OTLP exporters send headers)."""
 
     def authenticate(self, request: Request) -> tuple[Any, IngestToken] | None:
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() not in (b"token", b"bearer"):
+        key = header_key(request, ("Token", "Bearer"), "ingest key")
+        if key is None:
             return None
-        if len(parts) != 2:
-            raise AuthenticationFailed("Authorization header must be 'Token <ingest key>'.")
-        key = parts[1].decode("ascii", errors="replace")
         token = (
             IngestToken.objects.select_related("manifest__profile")
             .filter(key_sha256=IngestToken.hash_key(key), revoked_at__isnull=True)
@@ -51,9 +48,7 @@ class IngestKeyAuthentication(BaseAuthentication):
         )
         if token is None:
             raise AuthenticationFailed("Unknown or revoked ingest key.")
-        now = timezone.now()
-        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-            IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        touch_last_used(token)
         return None, token
 
     def authenticate_header(self, request: Request) -> str:

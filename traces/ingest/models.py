@@ -15,14 +15,13 @@ These models belong to the ``traces`` app (``traces.models`` imports this module
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from scopeweb.accounts.models import ServiceKey
 from scopeweb.retention.models import RetentionProfile
 
 RATE = [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -116,39 +115,18 @@ class ForensicWindow(models.Model):
         return f"{self.manifest.service} forensic {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"
 
 
-class IngestToken(models.Model):
-    """A key that may post requests for one manifest and read nothing. Only its sha256 is
-    stored; the key is shown once."""
+class IngestToken(ServiceKey):
+    """A key that may post requests for one manifest and read nothing."""
+
+    key_prefix = INGEST_TOKEN_PREFIX
+    grants_rule = "ingest_key"  # scopeweb.accounts.access.INGEST_KEY: ingestion
 
     manifest = models.ForeignKey(
         InstrumentationManifest, on_delete=models.CASCADE, related_name="tokens"
     )
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12)
-    key_sha256 = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
-
-    # What DenyUndeclared lets this key reach (scopeweb.accounts.access.INGEST_KEY): ingestion.
-    grants_rule = "ingest_key"
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @staticmethod
-    def new_key() -> str:
-        return INGEST_TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-    @staticmethod
-    def hash_key(key: str) -> str:
-        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    class Meta(ServiceKey.Meta):
+        pass
 
 
 class IngestBatch(models.Model):

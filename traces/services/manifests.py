@@ -9,9 +9,7 @@ registry (the SAEs exist and belong to the checkpoint's model family, the profil
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,10 @@ import yaml
 from celery import current_app
 from django.db import transaction
 from django.utils import timezone
-from jsonschema import Draft202012Validator
 
 from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
+from scopeweb.documents import load_schema, parse_yaml_document
 from scopeweb.refusals import Refused
 from scopeweb.retention.models import RetentionProfile
 from traces.ingest.models import (
@@ -44,10 +42,8 @@ class ManifestRefused(Refused):
     status = 400
 
 
-@cache
 def manifest_schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return loaded
+    return load_schema(SCHEMA_PATH)
 
 
 def _iso(moment: datetime) -> str:
@@ -89,29 +85,14 @@ def manifest_yaml(manifest: InstrumentationManifest) -> str:
 
 def parse_manifest_yaml(text: str) -> dict[str, Any]:
     """A YAML (or JSON) document → a checked dict; every problem named with its line or path."""
-    if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
-        raise ManifestRefused(f"The manifest is over {MAX_DOCUMENT_BYTES // 1024} KiB.")
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestRefused(f"The manifest is not valid YAML: {where}{problem}") from None
-    if not isinstance(document, dict):
-        raise ManifestRefused("The manifest must be a mapping (service: …, checkpoint: …, …).")
-    problems = sorted(
-        Draft202012Validator(manifest_schema()).iter_errors(document), key=lambda e: list(e.path)
+    return parse_yaml_document(
+        text,
+        schema=manifest_schema(),
+        what="manifest",
+        example="service: …, checkpoint: …, …",
+        refusal=ManifestRefused,
+        max_bytes=MAX_DOCUMENT_BYTES,
     )
-    if problems:
-        raise ManifestRefused(
-            "The manifest does not match its schema.",
-            problems=[
-                {"field": ".".join(str(p) for p in error.path) or "(top)", "problem": error.message}
-                for error in problems
-            ],
-        )
-    return document
 
 
 def _resolved(document: dict[str, Any]) -> tuple[RetentionProfile, list[SaeRecord]]:

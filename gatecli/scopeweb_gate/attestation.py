@@ -5,6 +5,9 @@ judged, pinned by sha256; its predicate the verdict) and signed with the deploym
 DSSE envelope, so that anyone holding the deployment's certificate can check, offline, that the
 verdict came from this deployment and was not edited since.
 
+This module needs ``cryptography`` alone (no Django): ``scopeweb-gate verify`` runs it on CI
+runners. The deployment's signing key is opened by ``gates.signing``.
+
 - Statement v1: https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md
 - DSSE v1: https://github.com/secure-systems-lab/dsse (``envelope.md``, ``protocol.md``)
 
@@ -25,11 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -185,29 +187,6 @@ def verify_envelope(
         "The signature does not verify: the attestation was changed after it was signed, or "
         f"signed with another key than {', '.join(dict.fromkeys(tried))}."
     )
-
-
-def deployment_signing_key() -> tuple[PrivateKey, x509.Certificate]:
-    """The deployment's private key and certificate: the PKCS#12 file that signs the PDF
-    reports, opened with the same passphrase, so that one certificate vouches for both.
-    Raises ``reports.pdf.signing.SigningError`` naming what is wrong (no file, wrong
-    passphrase, expired certificate), as report signing does."""
-    # Imported here: verifying needs neither Django nor the reports, and ``scopeweb-gate
-    # verify`` runs on CI runners that hold only this module and cryptography.
-    from reports.pdf.signing import SigningError, signing_key_load, signing_passphrase
-
-    loaded = signing_key_load()  # the reports' checks and their messages
-    try:
-        key, cert, _ = pkcs12.load_key_and_certificates(
-            loaded.path.read_bytes(), signing_passphrase(loaded.path)
-        )
-    except (OSError, ValueError, UnsupportedAlgorithm) as exc:
-        raise SigningError(f"The signing key {loaded.path} cannot be opened: {exc}") from None
-    if cert is None or not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise SigningError(
-            f"The signing key {loaded.path} must hold an RSA or EC key and its certificate."
-        )
-    return key, cert
 
 
 # --- checking what came in -------------------------------------------------------------------
