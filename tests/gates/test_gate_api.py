@@ -159,7 +159,7 @@ def test_a_rejection_ends_the_run_and_the_attestation_records_it(
         gate_run_decide(run=run, actor=Actor.command(admin), approve=True, statement="late")
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_real_command_against_a_live_server(
     live_server: Any,
     admin: User,
