@@ -60,6 +60,9 @@ def gate_run_execute(job_id: uuid.UUID | str) -> GateRun | None:
         return None
     run = GateRun.objects.select_related("gate", "profile", "job").get(job=job)
     with job_running(job_id):
+        GateRun.objects.filter(pk=run.pk, state=GateRun.State.QUEUED).update(
+            state=GateRun.State.RUNNING
+        )
         try:
             _execute(run)
         except JobError as exc:
