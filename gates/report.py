@@ -19,6 +19,7 @@ from gates.models import GateRun
 from gates.pages import attestation_keyid, metric_rows, subjects
 from gates.services.attest import baseline_text, candidate_text, signoff_text
 from gates.services.definitions import GateRefused
+from reports.pdf.render import html_to_pdf
 from reports.pdf.signing import sign_pdf, signing_key_load, signing_timestamps
 from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
@@ -61,19 +62,13 @@ def gate_run_report(run: GateRun, *, actor: Actor) -> GateReport:
     """``run``'s report, rendered and signed. Raises ``GateRefused`` (404) before the run has
     its verdict, ``reports.pdf.signing.SigningError`` when the deployment's key cannot sign
     (no unsigned report is ever served)."""
-    from weasyprint import HTML
-    from weasyprint.urls import URLFetcher
-
     if not run.verdict:
         raise GateRefused(f"Gate run {run.pk} has no verdict yet: no report.", status=404)
     key = signing_key_load()
     html = report_html(report_context(run, signer_subject=key.subject, self_signed=key.self_signed))
-    # Statements and details are reviewers' text: no URL in them may make the server fetch.
-    rendered = HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=("data",))).render()
-    pdf = rendered.write_pdf()
-    assert pdf is not None  # without a target, write_pdf returns the bytes
+    rendered = html_to_pdf(html)  # data: URLs only, bidi controls shown
     signed = sign_pdf(
-        bytes(pdf),
+        rendered.data,
         reason=f"Report of gate run {run.pk} ({run.gate.name} v{run.gate_version})",
         location="Scope Web",
         key=key,
@@ -82,10 +77,10 @@ def gate_run_report(run: GateRun, *, actor: Actor) -> GateReport:
         "gate_run.report",
         actor=actor,
         obj=run,
-        detail={"sha256": bytes_sha256(signed.data), "pages": len(rendered.pages)},
+        detail={"sha256": bytes_sha256(signed.data), "pages": rendered.pages},
     )
     return GateReport(
         data=signed.data,
-        pages=len(rendered.pages),
+        pages=rendered.pages,
         filename=f"gate-{run.gate.name}-run-{run.pk}.pdf",
     )

@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from scopeweb.env import (
@@ -58,6 +59,34 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SCOPEWEB_BEHIND_TLS_PROXY") else None
 )
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "SCOPEWEB_DEBUG is refused when SCOPEWEB_ENV=production: debug pages show settings, "
+        "code and data. Unset it."
+    )
+# Production speaks HTTPS only (behind a TLS proxy: SCOPEWEB_BEHIND_TLS_PROXY): HTTP is
+# redirected, and browsers are told to remember it for a year.
+SECURE_SSL_REDIRECT = env_bool("SCOPEWEB_SSL_REDIRECT", PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = env_int("SCOPEWEB_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+# Eligible for browsers' preload lists (submitting the domain stays a deliberate act).
+SECURE_HSTS_PRELOAD = PRODUCTION
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp), in every environment so that the tests see it: scripts
+# and everything else from this origin only; inline styles allowed (the SVG plots use them).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -90,6 +119,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "scopeweb.bidi.BidiVisibleMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "scopeweb.urls"
@@ -133,7 +164,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -186,6 +220,17 @@ STORAGES = {
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# The longest hard time limit of any task (an analysis run, a gate run: traces/tasks.py,
+# gates/tasks.py). Redis redelivers a task whose worker has not acknowledged it within the
+# visibility timeout, so that timeout must outlast it, or a long run would start twice.
+LONGEST_TASK_SECONDS = 6 * 3600 + 300
+_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", LONGEST_TASK_SECONDS + 1800, minimum=60)
+if _VISIBILITY_TIMEOUT <= LONGEST_TASK_SECONDS:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({_VISIBILITY_TIMEOUT} s) must exceed the longest task's "
+        f"time limit ({LONGEST_TASK_SECONDS} s), or Redis would hand a running analysis to a "
+        "second worker."
+    )
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {
@@ -195,7 +240,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60)}
+    else {"visibility_timeout": _VISIBILITY_TIMEOUT}
 )
 if CELERY_BROKER_URL.startswith("filesystem"):
     # kombu's file-system transport needs its folders to exist before any process connects.
@@ -255,6 +300,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for each choice set that several fields or models share.
+    "ENUM_NAME_OVERRIDES": {
+        "RetentionTierEnum": "scopeweb.retention.models.TIER_CHOICES",
+        "CaseStateEnum": "reports.models.CaseState",
+        "JobKindEnum": "scopeweb.jobs.models.JobKind",
+        "JobStateEnum": "scopeweb.jobs.models.JobState",
+        "ExportKindEnum": "governance.models.ExportKind",
+        "ExportStateEnum": "governance.models.ExportState",
+        "PurgeRunStateEnum": "governance.models.PurgeRun.State",
+    },
 }
 
 # --- product limits -------------------------------------------------------------------------

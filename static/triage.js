@@ -13,6 +13,10 @@
     help.hidden = show === undefined ? !help.hidden : !show;
   };
   document.querySelectorAll("[data-help]").forEach((b) => b.addEventListener("click", () => toggleHelp()));
+  // The SAE filter submits on change (no inline handler: the Content-Security-Policy forbids them).
+  document.querySelectorAll("select[data-autosubmit]").forEach((s) =>
+    s.addEventListener("change", () => s.form.submit())
+  );
   help.addEventListener("click", (event) => {
     if (event.target === help) toggleHelp(false);
   });

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from celery.signals import worker_ready
+from django.conf import settings
 
 from scopeweb.jobs.services import JobError
 from scopeweb.jobs.tasks import JobTask, job_task, retried_task
@@ -31,7 +32,7 @@ def prompt_set_import_task(self: JobTask, job_id: str) -> None:
     prompt_set_import(job_id)
 
 
-@job_task(max_retries=5, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
+@job_task(max_retries=5, soft_time_limit=6 * 3600, time_limit=settings.LONGEST_TASK_SECONDS)
 def analysis_run_task(self: JobTask, job_id: str) -> None:
     run_execute(job_id)
 

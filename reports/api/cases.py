@@ -70,10 +70,11 @@ class WriteRuleMixin(_ApiViewMixinBase):
 def _detail(request: Request, case: AuditCase) -> dict[str, Any]:
     case = AuditCase.objects.select_related("profile", "opened_by").get(pk=case.pk)
     can_work = Actor.of(request).may("work_case")
-    shown = {item.evidence.pk: item.text for item in case_evidence(case, redact=not can_work)}
+    evidence = case_evidence(case, redact=not can_work)
     context = {
         "request": request,
-        "shown_text": shown,
+        "shown_text": {item.evidence.pk: item.text for item in evidence},
+        "shown_note": {item.evidence.pk: item.evidence.note for item in evidence},
         "next_states": case_next_states(case) if can_work else [],
     }
     return CaseDetailSerializer(case, context=context).data

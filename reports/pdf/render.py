@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.template.loader import render_to_string
 
 from reports.pdf.document import ReportDocument
+from scopeweb.bidi import show_bidi
 
 TEMPLATE = "reports/pdf/report.html"
 
@@ -26,13 +27,18 @@ def report_html(document: ReportDocument) -> str:
 
 
 def render_pdf(document: ReportDocument) -> RenderedPdf:
+    return html_to_pdf(report_html(document))
+
+
+def html_to_pdf(html: str) -> RenderedPdf:
+    """A report's HTML as a PDF (unsigned). Bidi controls in it are shown, not obeyed."""
     from weasyprint import HTML
     from weasyprint.urls import URLFetcher
 
     # The template inlines everything; a URL in reviewers' text must never make the worker
     # fetch anything, so only data: URLs are allowed.
     fetcher = URLFetcher(allowed_protocols=("data",))
-    rendered = HTML(string=report_html(document), url_fetcher=fetcher).render()
+    rendered = HTML(string=show_bidi(html), url_fetcher=fetcher).render()
     data = rendered.write_pdf()
     assert data is not None  # without a target, write_pdf returns the bytes
     return RenderedPdf(data=bytes(data), pages=len(rendered.pages))

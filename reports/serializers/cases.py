@@ -19,6 +19,7 @@ class EvidenceSerializer(serializers.ModelSerializer[Evidence]):
     added_by = serializers.CharField(source="added_by.username", default=None)
     sae = serializers.CharField(source="trace.run.sae.name")
     token_text = serializers.SerializerMethodField()
+    note = serializers.SerializerMethodField()
 
     class Meta:
         model = Evidence
@@ -30,6 +31,11 @@ class EvidenceSerializer(serializers.ModelSerializer[Evidence]):
     def get_token_text(self, evidence: Evidence) -> str:
         shown: dict[int, str] = self.context.get("shown_text", {})
         return shown.get(evidence.pk, evidence.token_text)
+
+    def get_note(self, evidence: Evidence) -> str:
+        """The note as the reader may see it (redacted for auditors, as on the page)."""
+        shown: dict[int, str] = self.context.get("shown_note", {})
+        return shown.get(evidence.pk, evidence.note)
 
 
 class CommentSerializer(serializers.ModelSerializer[CaseComment]):

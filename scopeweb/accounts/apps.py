@@ -20,3 +20,4 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_sync_after_migrate, sender=self)
+        from scopeweb.accounts import schema  # noqa: F401  (registers the API key schemes)

@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from django.contrib.auth.models import Group, User
+from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,7 +36,11 @@ def user_create(
     password: str | None = None,
     actor: Actor,
 ) -> tuple[User, str]:
-    """Make a user with one role; returns the user and the password (generated if not given)."""
+    """Make a user with one role; returns the user and the password (generated if not given).
+    A given password must pass the validators (``AUTH_PASSWORD_VALIDATORS``): Django's
+    ``ValidationError`` names each rule it breaks."""
+    if password:
+        validate_password(password, User(username=username, email=email))
     password = password or generate_password()
     user = User.objects.create_user(username=username, email=email, password=password)
     user.groups.set([Group.objects.get(name=role.value)])
@@ -78,6 +83,8 @@ def admin_ensure(
         return None
     existing = User.objects.filter(username=username).first()
     if existing is not None:
+        if password:
+            validate_password(password, existing)
         password = password or generate_password()
         existing.set_password(password)
         existing.is_active = True

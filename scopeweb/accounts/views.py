@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts import services
@@ -30,6 +31,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 
 
 @access("manage_users")
+@never_cache  # a generated password is shown in this answer, once
 def user_create(request: HttpRequest) -> HttpResponse:
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -79,6 +81,7 @@ def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @access(SIGNED_IN)
+@never_cache  # a new key is shown in this answer, once
 def token_list(request: HttpRequest) -> HttpResponse:
     actor = Actor.of(request)
     form = ApiTokenForm(request.POST or None)

@@ -192,6 +192,8 @@ def test_auditors_read_signed_off_cases_only_with_evidence_redacted(
     assert reverse("trace_detail", args=[stored_trace.pk]) not in page  # auditors read no traces
     body = client.get(reverse("api_case", args=[signed.pk])).json()
     assert body["state"] == "signed_off" and len(body["evidence"]) == 1
+    assert "carol@example.org" not in body["evidence"][0]["note"]  # the API redacts it too
+    assert "[EMAIL]" in body["evidence"][0]["note"]
     assert body["next_states"] == []
     views = AuditEvent.objects.filter(action="case.view", object_id=str(signed.pk), actor="audrey")
     assert views.count() == 2

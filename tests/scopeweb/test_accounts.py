@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
@@ -63,6 +64,30 @@ def test_password_change(reviewer: User) -> None:
     assert reviewer.check_password("a new long pass 42")
 
 
+def test_passwords_need_twelve_characters_even_when_an_admin_sets_them(admin: User) -> None:
+    client = client_for(admin)
+    short = client.post(
+        reverse("user_create"),
+        {"username": "shorty", "role": "reviewer", "password": "Tr0ub4dor&3"},
+    )
+    assert short.status_code == 200 and not User.objects.filter(username="shorty").exists()
+    assert "at least 12 characters" in short.content.decode()
+    common = client.post(
+        reverse("user_create"),
+        {"username": "common", "role": "reviewer", "password": "password1234"},
+    )
+    assert "too common" in common.content.decode()
+    made = client.post(
+        reverse("user_create"),
+        {"username": "longer", "role": "reviewer", "password": "a long enough phrase"},
+    )
+    assert made.status_code == 200 and "no-store" in made["Cache-Control"]
+    assert User.objects.get(username="longer").check_password("a long enough phrase")
+    User.objects.filter(groups__name="admin").update(is_active=False)
+    with pytest.raises(ValidationError, match="at least 12"):
+        admin_ensure(username="boss", password="short")
+
+
 def test_admin_makes_a_reviewer_and_an_auditor(admin: User) -> None:
     client = client_for(admin)
     for name, role in [("newrev", "reviewer"), ("newaud", "auditor")]:
@@ -115,6 +140,7 @@ def test_token_page_shows_a_new_key_once(reviewer: User) -> None:
     response = client.post(reverse("token_list"), {"name": "laptop"})
     key = response.context["new_key"]
     assert key and key in response.content.decode()
+    assert "no-store" in response["Cache-Control"]  # no cache keeps the page with the key
     assert key not in client.get(reverse("token_list")).content.decode()
 
 

@@ -95,3 +95,50 @@ def test_bad_boolean_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
     result = _settings(tmp_path, SCOPEWEB_DEBUG="perhaps")
     assert result.returncode != 0
     assert "SCOPEWEB_DEBUG='perhaps' is not a boolean" in result.stderr
+
+
+PRODUCTION = {
+    "SCOPEWEB_ENV": "production",
+    "SCOPEWEB_SECRET_KEY": "k" * 20 + "-a-production-secret-of-sixty-characters-or-so-42",
+    "SCOPEWEB_ALLOWED_HOSTS": "scope.example.org",
+}
+
+
+def test_production_refuses_debug(tmp_path: Path) -> None:
+    result = _settings(tmp_path, SCOPEWEB_DEBUG="true", **PRODUCTION)
+    assert result.returncode != 0
+    assert "SCOPEWEB_DEBUG is refused when SCOPEWEB_ENV=production" in result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
+    """HSTS, the HTTPS redirect, secure cookies, the CSP and the API schema: no warning."""
+    environ = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    environ |= PRODUCTION | {"SCOPEWEB_DATA_DIR": str(tmp_path / "data")}
+    environ["DJANGO_SETTINGS_MODULE"] = "scopeweb.settings"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_redis_visibility_timeout_must_outlast_the_longest_task(tmp_path: Path) -> None:
+    redis = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/15"}
+    short = _settings(tmp_path, CELERY_VISIBILITY_TIMEOUT="7200", **redis)
+    assert short.returncode != 0
+    assert "CELERY_VISIBILITY_TIMEOUT (7200 s) must exceed" in short.stderr
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'] > s.LONGEST_TASK_SECONDS)"
+    )
+    environ = {k: v for k, v in os.environ.items() if k not in CLEARED} | redis
+    environ |= {"DJANGO_SETTINGS_MODULE": "scopeweb.settings", "SCOPEWEB_DATA_DIR": str(tmp_path)}
+    default = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=environ, capture_output=True, text=True
+    )
+    assert default.stdout.strip() == "True", default.stderr

@@ -15,6 +15,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
@@ -76,6 +78,10 @@ class _IngestApi(APIView, ABC):
     def parse(self, body: bytes, content_type: str) -> ParseResult:
         """The body's records, or ``PayloadError`` naming what is wrong."""
 
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={202: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request) -> Response:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > MAX_BODY_BYTES:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from scopeweb.accounts.services import admin_ensure
 from scopeweb.env import env_secret, env_str
@@ -16,11 +17,16 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        created = admin_ensure(
-            username=env_str("SCOPEWEB_ADMIN_USERNAME", "admin"),
-            password=env_secret("SCOPEWEB_ADMIN_PASSWORD"),
-            email=env_str("SCOPEWEB_ADMIN_EMAIL"),
-        )
+        try:
+            created = admin_ensure(
+                username=env_str("SCOPEWEB_ADMIN_USERNAME", "admin"),
+                password=env_secret("SCOPEWEB_ADMIN_PASSWORD"),
+                email=env_str("SCOPEWEB_ADMIN_EMAIL"),
+            )
+        except ValidationError as exc:
+            raise CommandError(
+                "SCOPEWEB_ADMIN_PASSWORD is refused: " + " ".join(exc.messages)
+            ) from None
         if created is None:
             self.stdout.write("An admin exists already.")
             return
