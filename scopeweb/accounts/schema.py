@@ -9,7 +9,8 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
-class _Bearer(OpenApiAuthenticationExtension):  # type: ignore[misc]  (untyped base)
+# drf-spectacular registers each subclass in an untyped __init_subclass__: hence the ignores.
+class _Bearer(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     keyword = "Token"
     what = ""
 
@@ -22,19 +23,19 @@ class _Bearer(OpenApiAuthenticationExtension):  # type: ignore[misc]  (untyped b
         }
 
 
-class PersonalTokenScheme(_Bearer):
+class PersonalTokenScheme(_Bearer):  # type: ignore[no-untyped-call]
     target_class = "scopeweb.accounts.tokens.PersonalTokenAuthentication"
     name = "personalToken"
     what = "a personal API token (sw_…), made on the API tokens page."
 
 
-class IngestKeyScheme(_Bearer):
+class IngestKeyScheme(_Bearer):  # type: ignore[no-untyped-call]
     target_class = "traces.api.ingest.IngestKeyAuthentication"
     name = "ingestKey"
     what = "an instrumentation manifest's ingest key (swi_…); `Bearer` works too."
 
 
-class GateKeyScheme(_Bearer):
+class GateKeyScheme(_Bearer):  # type: ignore[no-untyped-call]
     target_class = "gates.api.GateKeyAuthentication"
     name = "gateKey"
     keyword = "Bearer"
