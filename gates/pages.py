@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet
 
 from gates.models import Gate, GateRun, GateToken, GateVersion
 from gates.selectors import gate_runs
-from gates.services.definitions import SCHEMA_ID
+from gates.services.definitions import SCHEMA_ID, ordered
 from gates.signing import deployment_certificate_pem
 from reports.pdf.signing import SigningError
 from scopeweb_gate.attestation import PREDICATE_TYPE, AttestationError, verify_envelope
@@ -65,7 +65,7 @@ def gate_example_yaml() -> str:
 
 
 def document_yaml(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(ordered(document), sort_keys=False, allow_unicode=True)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,27 @@ def parse_gate_yaml(text: str) -> dict[str, Any]:
 
 def gate_yaml(gate: Gate) -> str:
     header = f"# Scope Web gate; schema: {SCHEMA_ID}\n"
-    return header + yaml.safe_dump(gate.document, sort_keys=False, allow_unicode=True)
+    return header + yaml.safe_dump(ordered(gate.document), sort_keys=False, allow_unicode=True)
+
+
+def ordered(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with its keys in the schema's order, at every level. PostgreSQL's jsonb
+    keeps keys in its own order, so a stored document reads back in another order than it was
+    written; YAML and diffs must not depend on the database."""
+    schema = gate_schema()["properties"]
+
+    def by(keys: list[str], value: dict[str, Any]) -> dict[str, Any]:
+        known = {k: value[k] for k in keys if k in value}
+        return known | {k: v for k, v in sorted(value.items()) if k not in known}
+
+    out = by(list(schema), document)
+    for name in ("generation", "baseline"):
+        if isinstance(out.get(name), dict):
+            out[name] = by(list(schema[name]["properties"]), out[name])
+    if isinstance(out.get("metrics"), list):
+        keys = list(schema["metrics"]["items"]["properties"])
+        out["metrics"] = [by(keys, m) if isinstance(m, dict) else m for m in out["metrics"]]
+    return out
 
 
 def metric_thresholds(document: dict[str, Any]) -> dict[str, float]:
