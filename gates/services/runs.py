@@ -24,9 +24,9 @@ from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import JobKind
 from scopeweb.jobs.services import job_create, job_enqueue
-from scopeweb.storage import bytes_sha256
 from traces.models import PromptSet
 from traces.prompt_files import detect_format, parse_prompt_file, prompt_limits
+from traces.services.originals import source_digest
 from traces.services.prompt_sets import prompt_set_upload
 
 RUN_TASK = "gates.tasks.gate_run_task"  # by name: services never import their tasks
@@ -115,7 +115,9 @@ def _known_prompt_set(gate: Gate, prompts: bytes) -> PromptSet | None:
     same file imported again would sample other completions than its baseline did."""
     used = GateRun.objects.filter(gate=gate).values("prompt_set")
     return (
-        PromptSet.objects.filter(source_sha256=bytes_sha256(prompts), profile=gate.profile)
+        PromptSet.objects.filter(
+            source_sha256=source_digest(prompts, gate.profile), profile=gate.profile
+        )
         .filter(Q(pk__in=used) | Q(pk=gate.prompt_set_id))
         .order_by("pk")
         .first()

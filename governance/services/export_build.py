@@ -56,7 +56,7 @@ def export_build(export: Export, *, decode: Decode | None = None) -> Built:
             source = run_contents(export, out, redacted, decode or tokenizer_decode)
         else:
             source = case_contents(export, out, redacted, decode or tokenizer_decode)
-        report = redaction_report(redacted)
+        report = redaction_report(redacted, export.profile)
         if "redacted_before_storage" in source:  # UK, FR: the prompts were stored redacted
             report["before_storage"] = source["redacted_before_storage"]
         documented = export.profile.export_policy == ExportPolicy.CNIL_DOCUMENTED

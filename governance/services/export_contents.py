@@ -68,13 +68,15 @@ def run_contents(
     for trace in traces:
         text = redact_text(trace.prompt.text, export.profile)
         completion = redact_text(trace.completion, export.profile)
-        redacted += [text, completion]
+        # A prompt's id is free text from the file: redacted too (US stores it as given).
+        prompt_id = redact_text(trace.prompt.external_id, export.profile)
+        redacted += [text, completion, prompt_id]
         lines.append(
             json.dumps(
                 {
                     "trace": trace.pk,
                     "prompt_position": trace.prompt.position,
-                    "prompt_id": trace.prompt.external_id or None,
+                    "prompt_id": prompt_id.text or None,
                     "text": text.text,
                     "text_sha256": trace.prompt.text_sha256 or None,
                     "completion": completion.text,

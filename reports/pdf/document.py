@@ -260,7 +260,7 @@ def _evidence_section(number: int, evidence: Evidence, redactor: _Redactor) -> E
         evidence=evidence,
         trace_id=trace.pk,
         run_id=run.pk,
-        prompt_ref=prompt.external_id or f"prompt {prompt.position}",
+        prompt_ref=redactor.text(prompt.external_id) or f"prompt {prompt.position}",
         start=evidence.token_start,
         end=evidence.token_end,
         colour_feature=colour,

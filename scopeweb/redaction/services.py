@@ -1,15 +1,20 @@
 """PII detection and redaction: find spans, replace them by their category, report what was done.
 
-Detection runs Presidio's analyzer with pattern recognizers only (see ``recognizers``). The
-analyzer is built once per process on first use (about a second) and shared; an admin's patterns
-are passed per call as ad-hoc recognizers, cached by their content.
+Detection runs Presidio's analyzer (see ``recognizers``): pattern recognizers, and
+detect-secrets' plugins for credentials. The analyzer is built once per process on first use
+(about a second) and shared; an admin's patterns are passed per call as ad-hoc recognizers,
+cached by their content, and so is spaCy's French NER for profiles with strong redaction (FR),
+whose model loads once per process on first use.
+
+What a profile does with each category is ``redaction_coverage``: redacted before storage (UK
+``required``, FR ``strong``), or stored as given and redacted in exports and reports (US
+``best_effort``), where credentials are also flagged (counted) at import (``pii_flags``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -20,7 +25,10 @@ if TYPE_CHECKING:
     from scopeweb.redaction.recognizers import Detector
     from scopeweb.retention.models import RetentionProfile
 
-REPORT_FORMAT = 1
+# Values of ``retention.models.Redaction`` (that module imports this package, so not from there).
+NER_REDACTION = "strong"  # French NER runs under strong redaction (FR) only
+# Found and counted, but kept, where a profile stores prompts as given (US ``best_effort``).
+FLAGGED_CATEGORIES = ("CREDENTIAL",)
 
 
 @dataclass(frozen=True)
@@ -69,15 +77,45 @@ def _custom(profile: RetentionProfile | None) -> tuple[tuple[str, str, str], ...
     return custom_patterns_of(profile.custom_patterns) if profile is not None else ()
 
 
-def pii_find(text: str, profile: RetentionProfile | None = None) -> list[PiiSpan]:
-    """Every PII span in ``text`` (possibly overlapping), by start, then longest first."""
+_ner: Any = None
+
+
+def _ner_recognizer() -> Any:
+    global _ner
+    if _ner is None:
+        from scopeweb.redaction.recognizers import FrenchNerRecognizer
+
+        _ner = FrenchNerRecognizer()
+    return _ner
+
+
+def uses_ner(profile: RetentionProfile | None) -> bool:
+    """Whether names and places are found under ``profile`` (spaCy's French NER)."""
+    return profile is not None and profile.redaction == NER_REDACTION
+
+
+def pii_find(
+    text: str,
+    profile: RetentionProfile | None = None,
+    *,
+    categories: tuple[str, ...] | None = None,
+) -> list[PiiSpan]:
+    """Every PII span in ``text`` (possibly overlapping), by start, then longest first; only
+    ``categories`` when given (only their detectors run)."""
     if not text:
         return []
     from scopeweb.redaction.recognizers import LANGUAGE
 
     analyzer, _ = _analyzer()
-    ad_hoc = _custom_recognizers(_custom(profile)) or None
-    results = analyzer.analyze(text=text, language=LANGUAGE, ad_hoc_recognizers=ad_hoc)
+    ad_hoc = list(_custom_recognizers(_custom(profile)))
+    if uses_ner(profile):
+        ad_hoc.append(_ner_recognizer())
+    results = analyzer.analyze(
+        text=text,
+        language=LANGUAGE,
+        entities=list(categories) if categories else None,
+        ad_hoc_recognizers=ad_hoc or None,
+    )
     spans = {
         PiiSpan(
             start=r.start,
@@ -165,54 +203,32 @@ def redact_tokens(
     return out, categories
 
 
-def detectors() -> list[Detector]:
-    """The built-in detectors, each with its category and version."""
-    return list(_analyzer()[1])
+def pii_flags(text: str, profile: RetentionProfile) -> dict[str, int]:
+    """Spans per category of ``FLAGGED_CATEGORIES`` found in ``text``, for a profile that
+    stores prompts as given (US): they are counted, the text is kept. Empty for the others
+    (their spans are redacted, and counted, by ``redact_text``)."""
+    if profile.redacts_before_storage:
+        return {}
+    spans = _merged(pii_find(text, profile, categories=FLAGGED_CATEGORIES))
+    return dict(sorted(Counter(s.category for s in spans).items()))
 
 
-def redaction_report(items: Iterable[Redacted]) -> dict[str, Any]:
-    """What redaction did to ``items``: categories, counts (spans and items), and the detectors
-    with their versions (the built-in ones always; admin patterns where they fired)."""
-    from scopeweb.redaction.recognizers import PRESIDIO_VERSION, RULES_VERSION, SCORE_THRESHOLD
+def detectors(profile: RetentionProfile | None = None) -> list[Detector]:
+    """The built-in detectors, each with its category, version and method; with ``profile``,
+    also the French NER where it runs and the profile's admin patterns."""
+    from scopeweb.redaction.recognizers import (
+        METHOD_CUSTOM,
+        PRESIDIO_VERSION,
+        Detector,
+        ner_detector,
+    )
 
-    counts: Counter[str] = Counter()
-    item_counts: Counter[str] = Counter()
-    by_detector: Counter[str] = Counter()
-    custom: dict[str, str] = {}
-    total = redacted = 0
-    for item in items:
-        total += 1
-        redacted += bool(item.spans)
-        counts.update(item.counts)
-        item_counts.update(set(item.counts))
-        for span in item.spans:
-            by_detector[span.detector] += 1
-            if span.detector.startswith("custom:"):
-                custom[span.detector] = span.category
-    listed = [
-        {"name": d.name, "category": d.category, "version": d.version, "spans": by_detector[d.name]}
-        for d in detectors()
+    found = list(_analyzer()[1])
+    if uses_ner(profile):
+        found.append(ner_detector())
+    version = f"admin pattern; presidio-analyzer {PRESIDIO_VERSION}"
+    found += [
+        Detector(f"custom:{name}", category, version, METHOD_CUSTOM)
+        for name, _, category in _custom(profile)
     ]
-    listed += [
-        {
-            "name": name,
-            "category": category,
-            "version": f"admin pattern; presidio-analyzer {PRESIDIO_VERSION}",
-            "spans": by_detector[name],
-        }
-        for name, category in sorted(custom.items())
-    ]
-    return {
-        "format": REPORT_FORMAT,
-        "engine": {
-            "presidio_analyzer": PRESIDIO_VERSION,
-            "rules": RULES_VERSION,
-            "score_threshold": SCORE_THRESHOLD,
-        },
-        "items": total,
-        "items_redacted": redacted,
-        "categories": sorted(counts),
-        "counts": dict(sorted(counts.items())),
-        "items_per_category": dict(sorted(item_counts.items())),
-        "detectors": listed,
-    }
+    return found

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from scopeweb.accounts.access import access
 from scopeweb.accounts.actor import Actor
+from scopeweb.redaction import redaction_coverage, redaction_coverage_table
 from scopeweb.retention.forms import RetentionProfileForm
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.retention.services import retention_profile_update
@@ -14,12 +15,17 @@ from scopeweb.retention.services import retention_profile_update
 @access("manage_retention")
 def profile_list(request: HttpRequest) -> HttpResponse:
     profiles = RetentionProfile.objects.prefetch_related("changes__changed_by")
-    return render(request, "retention/profile_list.html", {"profiles": profiles})
+    return render(
+        request,
+        "retention/profile_list.html",
+        {"profiles": profiles, "coverage": redaction_coverage_table(profiles)},
+    )
 
 
 @access("manage_retention")
 def profile_edit(request: HttpRequest, code: str) -> HttpResponse:
     profile = get_object_or_404(RetentionProfile, code=code)
+    coverage = redaction_coverage(profile)  # as saved: a bad form edits the instance
     form = RetentionProfileForm(request.POST or None, instance=profile)
     if request.method == "POST" and form.is_valid():
         change = retention_profile_update(
@@ -35,5 +41,10 @@ def profile_edit(request: HttpRequest, code: str) -> HttpResponse:
     return render(
         request,
         "retention/profile_edit.html",
-        {"profile": profile, "form": form, "changes": changes},
+        {
+            "profile": profile,
+            "form": form,
+            "changes": changes,
+            "coverage": coverage,
+        },
     )

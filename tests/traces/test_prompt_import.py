@@ -19,7 +19,7 @@ from tests.conftest import client_for
 from tests.traces.conftest import jsonl
 from traces.engine.tokenizer import count_tokens, load_tokenizer
 from traces.models import Prompt, PromptSet
-from traces.services.originals import content_sha256, prompts_for_analysis
+from traces.services.originals import content_digest, prompts_for_analysis
 from traces.services.prompt_sets import prompt_set_import, prompt_set_upload
 
 pytestmark = pytest.mark.django_db
@@ -211,7 +211,7 @@ def test_a_conversation_is_stored_with_its_messages_and_chat_template_token_coun
     assert expected[:2] == [2, 105]  # <bos> <start_of_turn>
     assert chat.token_count == len(expected)
     assert plain.token_count == count_tokens(["A plain prompt."])[0]
-    assert chat.text_sha256 == content_sha256(CHAT)
+    assert chat.text_sha256 == content_digest(CHAT)
     assert [content for _, content in prompts_for_analysis(chat.prompt_set)] == [
         CHAT,
         "A plain prompt.",
@@ -235,7 +235,7 @@ def test_a_conversation_is_redacted_message_by_message_and_analysed_as_given(
     assert [m["role"] for m in chat.messages] == [m["role"] for m in CHAT]
     assert EMAIL not in chat.text and "user: Write to [EMAIL] for me." in chat.text
     assert chat.redactions == {"EMAIL": 2}
-    assert chat.text_sha256 == content_sha256(CHAT)  # of the original conversation
+    assert chat.text_sha256 == content_digest(CHAT)  # of the original conversation
     us_job = _import(reviewer, _chat_file())
     us_chat = PromptSet.objects.get(pk=us_job.result["prompt_set_id"]).prompts.get(position=0)
     assert chat.token_count == us_chat.token_count  # counted on the original
@@ -244,3 +244,31 @@ def test_a_conversation_is_redacted_message_by_message_and_analysed_as_given(
     listed = client_for(reviewer).get(reverse("api_prompts", args=[prompt_set.pk]))
     assert listed.json()["results"][0]["messages"] == chat.messages
     assert EMAIL not in listed.content.decode()
+
+
+def test_a_uk_import_redacts_ids_tags_and_nested_metadata_keeping_keys_and_types(
+    reviewer: User,
+) -> None:
+    row = {
+        "id": "ann.lee@nhs.net",
+        "prompt": "Summarise the ward round notes.",
+        "tags": ["ward", "ann.lee@nhs.net"],
+        "patient": {"nhs": 9434765919, "phones": ["07911 123456", "none"], "consent": True},
+        "beds": 12,
+        "note": None,
+    }
+    job = _import(reviewer, (json.dumps(row) + "\n").encode(), profile="UK")
+    assert job.state == JobState.SUCCEEDED, job.error
+    prompt = Prompt.objects.get(prompt_set_id=job.result["prompt_set_id"])
+    assert prompt.external_id == "[EMAIL]" and prompt.tags == ["ward", "[EMAIL]"]
+    assert prompt.metadata == {
+        "patient": {"nhs": "[UK_NHS]", "phones": ["[PHONE]", "none"], "consent": True},
+        "beds": 12,
+        "note": None,
+    }
+    assert prompt.redactions == {"EMAIL": 2, "PHONE": 1, "UK_NHS": 1}
+    assert job.result["redaction"]["redacted_fields"] == {
+        "external_id": 1,
+        "tags": 1,
+        "metadata": 2,
+    }

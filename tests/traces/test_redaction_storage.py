@@ -1,12 +1,15 @@
-"""Redaction before storage (UK ``required``, FR ``strong``): prompts and token strings are stored
-redacted, while the engine analyses the original text, so activations are those of the original."""
+"""Redaction before storage (UK ``required``, FR ``strong``): prompts (every field: text, id, tags,
+metadata) and token strings are stored redacted, while the engine analyses the original text, so
+activations are those of the original; US stores prompts as given and flags credentials."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -21,6 +24,8 @@ from django.utils import timezone
 from scopeweb.accounts.actor import Actor
 from scopeweb.audit.models import AuditEvent
 from scopeweb.jobs.models import Job, JobState
+from scopeweb.redaction.digests import original_digest
+from scopeweb.retention.models import RetentionProfile
 from tests.conftest import client_for
 from tests.traces.conftest import import_prompt_set, jsonl
 from traces.bundle.chunks import decode_rows, read_chunk_files
@@ -29,10 +34,12 @@ from traces.bundle.manifest import SCHEMA_PATH
 from traces.models import AnalysisRun, PromptSet, SaeRecord, Trace, TraceFeature
 from traces.services.originals import (
     OriginalRefused,
+    content_digest,
     original_path,
     prompt_set_original_supply,
     prompts_for_analysis,
 )
+from traces.services.prompt_sets import prompt_set_import, prompt_set_upload
 from traces.services.runs import run_execute, run_start
 from traces.services.saes import sae_register_shipped, shipped_sae_folders
 
@@ -48,7 +55,10 @@ needs_sae = pytest.mark.skipif(not shipped_sae_folders(), reason="no SAE shipped
 
 
 def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    """What ``Prompt.text_sha256`` holds: the original's keyed digest, not its plain sha256."""
+    digest = content_digest(text)
+    assert digest != hashlib.sha256(text.encode()).hexdigest()
+    return digest
 
 
 def _forget_original(prompt_set: PromptSet) -> None:
@@ -102,6 +112,7 @@ def test_a_us_import_stores_the_text_as_given(reviewer: User) -> None:
     assert [p.text for p in prompts] == PROMPTS
     assert [p.text_sha256 for p in prompts] == [_sha(t) for t in PROMPTS]
     assert all(p.redactions == {} for p in prompts)
+    assert us_set.source_sha256 == _sha_bytes(jsonl(PROMPTS))  # sha256sum of the file gives it
     assert us_set.import_job is not None
     assert not default_storage.exists(original_path(us_set))  # not needed: the text is stored
     html = client_for(reviewer).get(reverse("prompt_set_detail", args=[us_set.pk])).content
@@ -138,7 +149,10 @@ def test_the_original_supplied_again_must_match_every_prompt(
     ).content.decode()
     assert "matches all 3 prompts" in answer
     event = AuditEvent.objects.get(action="prompt_set.original_supplied")
-    assert event.detail["prompts"] == 3 and event.detail["sha256"] == _sha_bytes(jsonl(PROMPTS))
+    assert event.detail["prompts"] == 3
+    # The file's keyed digest, as the prompt set's own: its plain sha256 would confirm a guess.
+    assert event.detail["sha256"] == original_digest(jsonl(PROMPTS)) == uk_set.source_sha256
+    assert event.detail["sha256"] != _sha_bytes(jsonl(PROMPTS))
     uk_set.refresh_from_db()
     assert [t for _, t in prompts_for_analysis(uk_set)] == PROMPTS
 
@@ -170,6 +184,7 @@ def test_a_run_without_the_original_fails_and_says_what_to_do(uk_set: PromptSet)
 
 
 @needs_sae
+@pytest.mark.model
 def test_sae_quality_on_a_uk_set_measures_the_original_text(
     uk_set: PromptSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,6 +208,7 @@ def test_sae_quality_on_a_uk_set_measures_the_original_text(
 
 
 @needs_sae
+@pytest.mark.model
 def test_a_uk_run_analyses_the_original_but_stores_redacted_tokens(
     uk_set: PromptSet, reviewer: User
 ) -> None:
@@ -252,3 +268,179 @@ def _index(trace: Trace) -> list[tuple[int, float, int, int]]:
         .order_by("feature")
         .values_list("feature", "max_activation", "count", "first_position")
     )
+
+
+# --- every field of a prompt, credentials, people and places -------------------------------------
+CARD = "4111 1111 1111 1111"
+IBAN = "GB82 WEST 1234 5698 7654 32"
+PHONE = "+44 20 7946 0958"
+IP = "192.168.1.20"
+API_KEY = "sk-proj-A1b2C3d4E5f6G7h8I9j0T3BlbkFJK1l2M3n4O5p6Q7r8S9t0"
+PASSWORD = "hunter2xyz"
+OTHER_EMAIL = "other.person@example.co.uk"
+SECRETS = [EMAIL, OTHER_EMAIL, NHS, CARD, IBAN, PHONE, IP, API_KEY, PASSWORD]
+CSV_ROWS = [
+    ["id", "prompt", "tags", "email", "phone", "account", "note"],
+    [
+        EMAIL,
+        f"Summarise the complaint from {EMAIL} about card {CARD}.",
+        f"complaint;from {IP}",
+        EMAIL,
+        PHONE,
+        IBAN,
+        f"password: {PASSWORD}",
+    ],
+    [
+        "P-2",
+        f"My NHS number is {NHS}; call the API with {API_KEY} please.",
+        f"nhs;{NHS}",
+        OTHER_EMAIL,
+        "020 7946 0958",
+        "5500-0055-5555-5559",
+        f"login from {IP} with key {API_KEY}",
+    ],
+    ["P-3", "The quick brown fox jumps over the lazy dog.", "plain", "", "", "", "nothing"],
+]
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode()
+
+
+def _import_file(user: User, data: bytes, filename: str, profile: str) -> PromptSet:
+    job = prompt_set_upload(
+        actor=Actor.command(user),
+        name=f"{profile} {filename}",
+        description="",
+        profile=RetentionProfile.objects.get(code=profile),
+        file=io.BytesIO(data),
+        filename=filename,
+        size=len(data),
+        queue=False,
+    )
+    prompt_set = prompt_set_import(job.pk)
+    assert prompt_set is not None, Job.objects.get(pk=job.pk).error
+    return prompt_set
+
+
+def _leaks(text: str) -> list[str]:
+    return [secret for secret in SECRETS if secret in text]
+
+
+@pytest.fixture
+def uk_csv_set(reviewer: User) -> PromptSet:
+    return _import_file(reviewer, _csv(CSV_ROWS), "people.csv", "UK")
+
+
+def test_a_uk_import_redacts_every_field_of_every_prompt(
+    uk_csv_set: PromptSet, reviewer: User
+) -> None:
+    prompts = list(uk_csv_set.prompts.order_by("position"))
+    stored = json.dumps([[p.external_id, p.text, p.messages, p.tags, p.metadata] for p in prompts])
+    assert _leaks(stored) == []
+    first, second, third = prompts
+    assert first.external_id == "[EMAIL]"
+    assert first.text == "Summarise the complaint from [EMAIL] about card [CREDIT_CARD]."
+    assert first.tags == ["complaint", "from [IP_ADDRESS]"]
+    assert first.metadata == {
+        "email": "[EMAIL]",
+        "phone": "[PHONE]",
+        "account": "[IBAN]",
+        "note": "password: [CREDENTIAL]",
+    }
+    assert first.redactions == {
+        "CREDENTIAL": 1,
+        "CREDIT_CARD": 1,
+        "EMAIL": 3,
+        "IBAN": 1,
+        "IP_ADDRESS": 1,
+        "PHONE": 1,
+    }
+    assert second.text == "My NHS number is [UK_NHS]; call the API with [CREDENTIAL] please."
+    assert second.tags == ["nhs", "[UK_NHS]"]
+    assert second.metadata["email"] == "[EMAIL]" and second.metadata["account"] == "[CREDIT_CARD]"
+    assert second.metadata["note"] == "login from [IP_ADDRESS] with key [CREDENTIAL]"
+    assert third.redactions == {} and third.metadata["note"] == "nothing"
+    # The originals still match (the engine reads them), by their keyed digests.
+    assert [p.text_sha256 for p in prompts] == [_sha(row[1]) for row in CSV_ROWS[1:]]
+    assert [t for _, t in prompts_for_analysis(uk_csv_set)] == [row[1] for row in CSV_ROWS[1:]]
+
+    # The import's record counts the spans of every field.
+    job = Job.objects.get(prompt_set=uk_csv_set)
+    redaction = job.result["redaction"]
+    assert redaction["prompts_redacted"] == 2
+    assert redaction["redacted_fields"] == {"text": 4, "external_id": 1, "tags": 2, "metadata": 9}
+    assert redaction["redacted"]["EMAIL"] == 4 and redaction["redacted"]["CREDENTIAL"] == 3
+    event = AuditEvent.objects.get(action="prompt_set.import", object_id=str(uk_csv_set.pk))
+    assert event.detail["redacted_fields"] == redaction["redacted_fields"]
+
+    client = client_for(reviewer)
+    api = client.get(reverse("api_prompts", args=[uk_csv_set.pk]))
+    assert api.status_code == 200 and _leaks(api.content.decode()) == []
+    assert api.json()["results"][0]["metadata"]["email"] == "[EMAIL]"
+    page = client.get(reverse("prompt_set_detail", args=[uk_csv_set.pk])).content.decode()
+    assert _leaks(page) == [] and "By field (spans)" in page and "metadata 9" in page
+
+
+def test_a_us_import_keeps_credentials_and_flags_them(reviewer: User) -> None:
+    us_set = _import_file(reviewer, _csv(CSV_ROWS), "people.csv", "US")
+    prompts = list(us_set.prompts.order_by("position"))
+    assert prompts[1].text == CSV_ROWS[2][1]  # stored as given, key and all
+    assert prompts[0].metadata["note"] == f"password: {PASSWORD}"
+    assert all(p.redactions == {} for p in prompts)
+    job = Job.objects.get(prompt_set=us_set)
+    assert job.result["redaction"]["flagged"] == {"CREDENTIAL": 3}
+    assert job.result["redaction"]["prompts_flagged"] == 2
+    page = client_for(reviewer).get(reverse("prompt_set_detail", args=[us_set.pk]))
+    html = page.content.decode()
+    assert "Credentials flagged" in html and "CREDENTIAL 3" in html
+    assert "Prompts redacted" not in html
+
+
+def test_an_fr_import_redacts_people_and_places_in_every_field(reviewer: User) -> None:
+    plain = "Le modèle répond en français."
+    rows: list[dict[str, object]] = [
+        {
+            "id": "dossier-1",
+            "prompt": "Marie Dubois habite à Lyon et écrit à jane.doe@example.org.",
+            "tags": ["plainte"],
+            "contact": {"nom": "Jean-Pierre Martin", "ville": "Marseille"},
+        },
+        {"id": "dossier-2", "prompt": plain, "score": 3},
+    ]
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    fr_set = _import_file(reviewer, data, "dossiers.jsonl", "FR")
+    first, second = fr_set.prompts.order_by("position")
+    assert first.text == "[PERSON] habite à [LOCATION] et écrit à [EMAIL]."
+    assert first.metadata == {"contact": {"nom": "[PERSON]", "ville": "[LOCATION]"}}
+    assert first.redactions == {"EMAIL": 1, "LOCATION": 2, "PERSON": 2}
+    assert second.text == plain and second.metadata == {"score": 3}
+
+
+@needs_sae
+@pytest.mark.model
+def test_a_uk_run_export_of_a_csv_set_holds_no_personal_data(
+    uk_csv_set: PromptSet, reviewer: User, admin: User
+) -> None:
+    from governance.services.exports import export_decide, export_execute, export_request
+
+    run = _run(uk_csv_set, sae_register_shipped()[0])
+    assert Job.objects.get(pk=run.job_id).state == JobState.SUCCEEDED
+    export = export_request(
+        kind="run", target_id=run.pk, actor=Actor.command(reviewer), purpose="ICO request"
+    )
+    export = export_decide(export, approve=True, note="checked", actor=Actor.command(admin))
+    assert export.job_id is not None
+    export_execute(export.job_id)
+    export.refresh_from_db()
+    with default_storage.open(export.artifact, "rb") as handle:
+        archive = zipfile.ZipFile(io.BytesIO(handle.read()))
+    for name in archive.namelist():
+        content = archive.read(name)
+        assert [s for s in SECRETS if s.encode() in content] == [], name
+    lines = [json.loads(line) for line in archive.read("prompts.jsonl").decode().splitlines()]
+    assert lines[0]["prompt_id"] == "[EMAIL]"
+    assert lines[0]["text_sha256"] == _sha(CSV_ROWS[1][1])  # keyed: confirms no guess
+    assert lines[1]["redacted_before_storage"]["CREDENTIAL"] == 2

@@ -20,6 +20,9 @@ REDACTION_CODES = {
     "UK_NINO": 7,
     "FR_NIR": 8,
     "US_SSN": 9,
+    "CREDENTIAL": 10,  # detect-secrets' plugins
+    "PERSON": 11,  # French NER (strong redaction)
+    "LOCATION": 12,
 }
 CUSTOM_CODE_BASE = 32
 OTHER_CODE = 127  # a category missing from the table (never expected): still redacted

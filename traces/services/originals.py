@@ -1,17 +1,19 @@
 """Original texts of prompt sets whose profile redacts before storage (UK ``required``, FR
 ``strong``).
 
-Such a prompt set stores each prompt redacted, with the sha256 of the original text
-(``Prompt.text_sha256``). The engine must analyse the original, so it reads it again from the
-upload the import kept (the import job's ``params["upload_path"]``), parsed as the import parsed
-it and checked prompt by prompt against those hashes. The retention purge deletes that upload
-after ``RETENTION_ORIGINAL_HOURS``; a reviewer who still needs a run then supplies the original
-file again (``prompt_set_original_supply``), which is accepted only when every prompt matches.
+Such a prompt set stores each prompt redacted (every field: ``stored_prompts.stored_prompt``),
+with the keyed digest of the original text (``Prompt.text_sha256``: ``content_digest``,
+HMAC-SHA256, so that it confirms no guess). The engine must analyse the original, so it reads it
+again from the upload the import kept (the import job's ``params["upload_path"]``), parsed as
+the import parsed it and checked prompt by prompt against those digests. The retention purge
+deletes that upload after ``RETENTION_ORIGINAL_HOURS``; a reviewer who still needs a run then
+supplies the original file again (``prompt_set_original_supply``), which is accepted only when
+every prompt matches.
 
 US (``best_effort``) prompt sets store the text as given: the stored text is the original.
 
 A conversation (``Prompt.messages``) is redacted message by message, and its hash is that of its
-messages (``content_sha256``), so the engine reads back exactly the conversation imported.
+messages (``content_digest``), so the engine reads back exactly the conversation imported.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -30,6 +32,7 @@ from scopeweb.audit.services import audit_record
 from scopeweb.jobs.models import Job
 from scopeweb.redaction import redact_tokens
 from scopeweb.redaction.custom import custom_patterns_of
+from scopeweb.redaction.digests import original_digest
 from scopeweb.refusals import Refused
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.storage import bytes_sha256, delete_file, exists, read_bytes, store_new
@@ -58,18 +61,23 @@ class OriginalRefused(Refused):
     status = 400
 
 
-def text_sha256(text: str) -> str:
-    return bytes_sha256(text.encode("utf-8"))
+def content_digest(content: PromptInput) -> str:
+    """What ``Prompt.text_sha256`` holds: the keyed digest (``original_digest``, HMAC-SHA256
+    under ``settings.HASH_KEY``) of a text, or of a conversation's messages as compact JSON
+    (keys sorted, UTF-8), which pins every message and its role exactly. Keyed, so that the
+    digest of an original never confirms a guess of the personal data redacted from it."""
+    if not isinstance(content, str):
+        content = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return original_digest(content.encode("utf-8"))
 
 
-def content_sha256(content: PromptInput) -> str:
-    """What ``Prompt.text_sha256`` holds: the sha256 of a text, or of a conversation's messages
-    as compact JSON (keys sorted, UTF-8), which pins every message and its role exactly."""
-    if isinstance(content, str):
-        return text_sha256(content)
-    return text_sha256(
-        json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    )
+def source_digest(data: bytes, profile: RetentionProfile) -> str:
+    """What ``PromptSet.source_sha256`` holds: the uploaded file's sha256 (``sha256sum`` of the
+    file gives it) or, for a profile that redacts before storage, its keyed digest, since a
+    small file (a one-prompt set made from pasted text) is a guess one could confirm."""
+    if profile.redacts_before_storage:
+        return original_digest(data)
+    return bytes_sha256(data)
 
 
 Stored = tuple[int, int, str, ChatMessages, str]  # pk, line, text, messages, text_sha256
@@ -88,7 +96,7 @@ def _mismatch(parsed: list[ParsedPrompt], stored: list[Stored], what: str) -> st
     """Why ``parsed`` is not the imported file, naming the first line that differs; None when
     every prompt matches."""
     for prompt, (_, line, _, _, digest) in zip(parsed, stored, strict=False):
-        if content_sha256(prompt.content) != digest:
+        if content_digest(prompt.content) != digest:
             return (
                 f"{what} differs from the imported prompt set at line {prompt.line}: its prompt "
                 f"does not have the sha256 of the prompt imported from line {line}."
@@ -234,7 +242,7 @@ def prompt_set_original_supply(
                 detail={
                     "filename": filename,
                     "bytes": len(data),
-                    "sha256": bytes_sha256(data),
+                    "sha256": source_digest(data, prompt_set.profile),
                     "prompts": len(parsed),
                 },
             )
@@ -250,8 +258,23 @@ def prompt_set_original_supply(
 @dataclass(frozen=True)
 class RedactionSummary:
     prompts_redacted: int
-    counts: dict[str, int]  # category -> spans, over every prompt
+    counts: dict[str, int]  # category -> spans, over every prompt and every field
     original_kept: bool  # the engine can read the originals now
+    fields: dict[str, int] = field(default_factory=dict)  # field -> spans (the import's record)
+
+
+@dataclass(frozen=True)
+class FlagSummary:
+    prompts_flagged: int
+    counts: dict[str, int]  # category -> spans found and kept
+
+
+def _import_redaction(prompt_set: PromptSet) -> dict[str, Any]:
+    """What the import recorded about redaction (``stored_prompts.import_redaction_summary``);
+    empty for a prompt set imported before it did."""
+    job = prompt_set.import_job
+    found = (job.result or {}).get("redaction") if job is not None else None
+    return found if isinstance(found, dict) else {}
 
 
 def prompt_set_redaction_summary(prompt_set: PromptSet) -> RedactionSummary | None:
@@ -265,4 +288,20 @@ def prompt_set_redaction_summary(prompt_set: PromptSet) -> RedactionSummary | No
         if found:
             redacted += 1
             counts.update({str(k): int(v) for k, v in found.items()})
-    return RedactionSummary(redacted, dict(sorted(counts.items())), original_available(prompt_set))
+    recorded = _import_redaction(prompt_set).get("redacted_fields", {})
+    fields = {str(k): int(v) for k, v in recorded.items()}
+    return RedactionSummary(
+        redacted, dict(sorted(counts.items())), original_available(prompt_set), fields
+    )
+
+
+def prompt_set_flag_summary(prompt_set: PromptSet) -> FlagSummary | None:
+    """The credentials found and kept by the import of a prompt set that stores prompts as
+    given (US), from the import's record; None when there were none (or another profile)."""
+    if prompt_set.profile.redacts_before_storage:
+        return None
+    recorded = _import_redaction(prompt_set)
+    counts = {str(k): int(v) for k, v in recorded.get("flagged", {}).items()}
+    if not counts:
+        return None
+    return FlagSummary(int(recorded.get("prompts_flagged", 0)), counts)
