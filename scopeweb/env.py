@@ -9,6 +9,7 @@ Docker and Kubernetes secrets use.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -87,6 +88,21 @@ def env_float(
     if maximum is not None and number > maximum:
         raise ImproperlyConfigured(f"{name}={number} is above the maximum of {maximum}.")
     return number
+
+
+_RATE = re.compile(r"^([1-9][0-9]*)/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    """A request rate as Django REST framework reads it: ``<count>/<period>``, the period one
+    of second, minute, hour or day (or s, sec, m, min, h, d)."""
+    value = env_str(name, default, environ)
+    if not _RATE.match(value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate; write <count>/<period>, e.g. 600/minute "
+            "(period: second, minute, hour or day)."
+        )
+    return value
 
 
 def env_list(

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from gates.forms import GateDocumentForm, GateKeyForm, GateRunStartForm
@@ -128,6 +129,7 @@ def gate_run_start_view(request: HttpRequest, name: str) -> HttpResponse:
 
 @access("manage_gates")
 @require_POST
+@never_cache  # the new key is in this answer, and only in this one
 def gate_key_create_view(request: HttpRequest, name: str) -> HttpResponse:
     gate = _gate(name)
     form = GateKeyForm(request.POST)
@@ -140,9 +142,7 @@ def gate_key_create_view(request: HttpRequest, name: str) -> HttpResponse:
     except GateRefused as exc:
         messages.error(request, str(exc))
         return redirect(reverse("gate_detail", args=[gate.name]) + "#keys")
-    response = _detail(request, gate, new_key=key, new_token=token)
-    response["Cache-Control"] = "no-store"  # the key is in this page, and only in this one
-    return response
+    return _detail(request, gate, new_key=key, new_token=token)
 
 
 @access("manage_gates")

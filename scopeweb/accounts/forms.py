@@ -3,10 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
+from django.core.validators import MaxValueValidator
 
 from scopeweb.accounts.roles import Role
+from scopeweb.accounts.scopes import PERSONAL_SCOPES, READ, SCOPE_LABELS
 
 ROLE_CHOICES = [(role.value, role.value.title()) for role in Role]
 
@@ -52,3 +55,24 @@ class UserEditForm(forms.Form):
 
 class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'CI gate'.")
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, SCOPE_LABELS[scope]) for scope in PERSONAL_SCOPES],
+        initial=[READ],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What it may do, within what your role may do.",
+    )
+    days = forms.IntegerField(
+        label="Expires after (days)",
+        min_value=1,
+        help_text="It stops working then; make a new one to go on.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        days = self.fields["days"]
+        assert isinstance(days, forms.IntegerField)
+        days.initial = settings.API_TOKEN_DAYS
+        days.max_value = settings.API_TOKEN_MAX_DAYS
+        days.validators.append(MaxValueValidator(settings.API_TOKEN_MAX_DAYS))
+        days.widget.attrs["max"] = settings.API_TOKEN_MAX_DAYS
+        days.help_text = f"At most {settings.API_TOKEN_MAX_DAYS}. {days.help_text}"

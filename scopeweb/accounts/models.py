@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from scopeweb.accounts.roles import CAPABILITIES
+from scopeweb.accounts.scopes import KEY_RULE_SCOPES, READ, WRITE
 
 TOKEN_PREFIX = "sw_"  # noqa: S105 (a marker, not a secret)
 
@@ -52,6 +55,11 @@ class ServiceKey(models.Model):
 
     hash_key = staticmethod(sha256_of_key)
 
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """A service key is one scope (``scopeweb.accounts.scopes``): the one its rule names."""
+        return (KEY_RULE_SCOPES[self.grants_rule],)
+
 
 class RoleCapability(models.Model):
     """Holds the role permissions (``Meta.permissions``); it has no rows of its own."""
@@ -65,8 +73,17 @@ class RoleCapability(models.Model):
         return "role capabilities"
 
 
+def legacy_token_scopes() -> list[str]:
+    """What a token made before scopes existed may do: everything its owner's role may."""
+    return [READ, WRITE]
+
+
 class ApiToken(models.Model):
-    """A personal API token. Only its sha256 is stored; the key is shown once, when made."""
+    """A personal API token. Only its sha256 is stored; the key is shown once, when made.
+
+    ``scopes`` (``read``, ``write``) narrow what the owner's role allows; ``expires_at`` ends
+    it. Tokens made before either existed have both scopes and no expiry (the list says so).
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=100)
@@ -75,6 +92,12 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(
+        default=legacy_token_scopes, help_text="What it may do: read, write (scopes.py)."
+    )
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it stops working; blank: never (older tokens)."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -85,5 +108,8 @@ class ApiToken(models.Model):
     @staticmethod
     def new_key() -> str:
         return new_secret_key(TOKEN_PREFIX)
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
 
     hash_key = staticmethod(sha256_of_key)

@@ -1,10 +1,14 @@
-"""Users, roles and API tokens."""
+"""Users, roles, sign-in lockouts and API tokens."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
+from axes.utils import reset as axes_reset
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
@@ -13,7 +17,10 @@ from django.utils import timezone
 from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.roles import Role
+from scopeweb.accounts.scopes import PERSONAL_SCOPES, READ, WRITE
 from scopeweb.audit.services import audit_record
+from scopeweb.audit.sign_ins import forget_lockout
+from scopeweb.refusals import Refused
 
 
 def user_roles(user: Any) -> list[Role]:
@@ -103,14 +110,62 @@ def admin_ensure(
 
 
 @transaction.atomic
-def api_token_create(*, actor: Actor, name: str) -> tuple[ApiToken, str]:
-    """A new personal token of the actor; the key is returned once and only its hash is kept."""
+def user_unlock(*, user: User, actor: Actor) -> int:
+    """End a sign-in lockout of ``user`` now (django-axes forgets the name's failed attempts);
+    returns how many attempt records were cleared, 0 when there was nothing to clear."""
+    cleared = int(axes_reset(username=user.get_username()))
+    forget_lockout(user.get_username())
+    if cleared:
+        audit_record("user.unlock", actor=actor, obj=user, detail={"attempt_records": cleared})
+    return cleared
+
+
+class TokenRefused(Refused):
+    status = 400
+
+
+@transaction.atomic
+def api_token_create(
+    *,
+    actor: Actor,
+    name: str,
+    scopes: Iterable[str] = (READ, WRITE),
+    days: int | None = None,
+) -> tuple[ApiToken, str]:
+    """A new personal token of the actor; the key is returned once and only its hash is kept.
+
+    ``scopes``: some of ``read`` and ``write`` (``scopeweb.accounts.scopes``); ``days``: how
+    long it works, ``API_TOKEN_DAYS`` when not given, at most ``API_TOKEN_MAX_DAYS``."""
     user = actor.person
+    chosen = [scope for scope in PERSONAL_SCOPES if scope in set(scopes)]
+    unknown = set(scopes) - set(PERSONAL_SCOPES)
+    if unknown or not chosen:
+        why = f"; {', '.join(sorted(unknown))} is not a personal token's scope" if unknown else ""
+        raise TokenRefused(
+            f"Pick one or more of {', '.join(PERSONAL_SCOPES)}{why}.", field="scopes"
+        )
+    days = settings.API_TOKEN_DAYS if days is None else days
+    if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
+        raise TokenRefused(
+            f"A token works for 1 to {settings.API_TOKEN_MAX_DAYS} days, not {days}.",
+            field="days",
+        )
     key = ApiToken.new_key()
     token = ApiToken.objects.create(
-        user=user, name=name, prefix=key[:10], key_sha256=ApiToken.hash_key(key)
+        user=user,
+        name=name,
+        prefix=key[:10],
+        key_sha256=ApiToken.hash_key(key),
+        scopes=chosen,
+        expires_at=timezone.now() + timedelta(days=days),
     )
-    after = {"name": name, "prefix": token.prefix, "owner": user.username}
+    after = {
+        "name": name,
+        "prefix": token.prefix,
+        "owner": user.username,
+        "scopes": chosen,
+        "expires_at": token.expires_at,
+    }
     audit_record("token.create", actor=actor, obj=token, after=after)
     return token, key
 

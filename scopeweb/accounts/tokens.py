@@ -1,5 +1,6 @@
 """Personal API tokens (``Authorization: Token sw_…``), and what every key's authentication
-shares: reading the key from the header, and noting when a key was last used."""
+shares: reading the key from the header, and noting when a key was last used. A revoked or
+expired token is refused with 401; its scopes are checked by ``scopes.TokenScopes``."""
 
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ class PersonalTokenAuthentication(BaseAuthentication):
         )
         if token is None or not token.user.is_active:
             raise AuthenticationFailed("Unknown or revoked token.")
+        if token.expired():
+            assert token.expires_at is not None
+            raise AuthenticationFailed(
+                f"This token ({token.prefix}…) expired on {token.expires_at:%Y-%m-%d %H:%M} UTC. "
+                "Make a new one on the API tokens page."
+            )
         touch_last_used(token)
         return token.user, token
 

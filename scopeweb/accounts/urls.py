@@ -14,5 +14,6 @@ urlpatterns: list[URLPattern] = [
     path("manage/users/", views.user_list, name="user_list"),
     path("manage/users/new/", views.user_create, name="user_create"),
     path("manage/users/<int:user_id>/", views.user_edit, name="user_edit"),
+    path("manage/users/<int:user_id>/unlock/", views.user_unlock, name="user_unlock"),
     path("api/me/", api.MeApi.as_view(), name="api_me"),
 ]

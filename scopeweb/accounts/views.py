@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -12,6 +13,7 @@ from scopeweb.accounts import services
 from scopeweb.accounts.access import PUBLIC, SIGNED_IN, access
 from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.forms import ApiTokenForm, UserCreateForm, UserEditForm
+from scopeweb.accounts.lockouts import locked_until
 from scopeweb.accounts.models import ApiToken
 from scopeweb.accounts.roles import Role
 
@@ -25,8 +27,9 @@ password_change_done = access(SIGNED_IN)(auth_views.PasswordChangeDoneView.as_vi
 
 @access("manage_users")
 def user_list(request: HttpRequest) -> HttpResponse:
-    users = User.objects.prefetch_related("groups").order_by("username")
-    rows = [(user, services.user_roles(user)) for user in users]
+    users = list(User.objects.prefetch_related("groups").order_by("username"))
+    locked = locked_until(user.username for user in users)
+    rows = [(user, services.user_roles(user), locked.get(user.username)) for user in users]
     return render(request, "accounts/user_list.html", {"rows": rows})
 
 
@@ -48,16 +51,16 @@ def user_create(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/user_form.html", {"form": form, "title": "New user"})
 
 
+def _edit_initial(target: User) -> dict[str, object]:
+    roles = services.user_roles(target)
+    role = roles[0].value if roles else Role.REVIEWER.value
+    return {"email": target.email, "role": role, "is_active": target.is_active}
+
+
 @access("manage_users")
 def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
     target = get_object_or_404(User, pk=user_id)
-    roles = services.user_roles(target)
-    initial = {
-        "email": target.email,
-        "role": roles[0].value if roles else Role.REVIEWER.value,
-        "is_active": target.is_active,
-    }
-    form = UserEditForm(request.POST or None, initial=initial)
+    form = UserEditForm(request.POST or None, initial=_edit_initial(target))
     if request.method == "POST" and form.is_valid():
         if target == request.user and (
             form.cleaned_data["role"] != Role.ADMIN.value or not form.cleaned_data["is_active"]
@@ -76,8 +79,24 @@ def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
     return render(
         request,
         "accounts/user_form.html",
-        {"form": form, "title": f"Edit {target.username}", "target": target},
+        {
+            "form": form,
+            "title": f"Edit {target.username}",
+            "target": target,
+            "locked_until": locked_until([target.username]).get(target.username),
+        },
     )
+
+
+@access("manage_users")
+@require_POST
+def user_unlock(request: HttpRequest, user_id: int) -> HttpResponse:
+    target = get_object_or_404(User, pk=user_id)
+    if services.user_unlock(user=target, actor=Actor.of(request)):
+        messages.success(request, f"Unlocked {target.username}: they may sign in again now.")
+    else:
+        messages.info(request, f"{target.username} had no failed sign-ins to clear.")
+    return redirect("user_edit", user_id=target.pk)
 
 
 @access(SIGNED_IN)
@@ -87,11 +106,21 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST or None)
     new_key = None
     if request.method == "POST" and form.is_valid():
-        _, new_key = services.api_token_create(actor=actor, name=form.cleaned_data["name"])
-        form = ApiTokenForm()
+        try:
+            _, new_key = services.api_token_create(
+                actor=actor,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                days=form.cleaned_data["days"],
+            )
+            form = ApiTokenForm()
+        except services.TokenRefused as exc:
+            form.add_error(exc.field or None, exc.message)
     tokens = ApiToken.objects.filter(user=actor.person)
     return render(
-        request, "accounts/token_list.html", {"form": form, "tokens": tokens, "new_key": new_key}
+        request,
+        "accounts/token_list.html",
+        {"form": form, "tokens": tokens, "new_key": new_key, "now": timezone.now()},
     )
 
 

@@ -1,4 +1,5 @@
-"""Sign-ins, failed sign-ins and sign-outs, recorded from Django's auth signals.
+"""Sign-ins, failed sign-ins, lockouts and sign-outs, recorded from Django's auth signals and
+django-axes' ``user_locked_out``.
 
 Django sends ``user_logged_in`` after setting ``request.user`` and ``user_logged_out`` before
 clearing it, so the request names who signed in or out.
@@ -9,10 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from django.contrib.auth import get_user_model
-
 from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
+from scopeweb.audit.sign_ins import sign_in_failed, sign_in_locked_out
 
 
 def record_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
@@ -22,16 +22,21 @@ def record_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 def record_login_failed(
     sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
 ) -> None:
-    """The attempted user name (never the password) and the caller's address."""
-    username = str(credentials.get("username", ""))[:150]
-    known = get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
-    audit_record(
-        "auth.login_failed",
+    """The attempted user name (never the password) and the caller's address: the first
+    failure for a name on its own, the rest counted (``scopeweb.audit.sign_ins``)."""
+    sign_in_failed(
+        username=str(credentials.get("username", "")),
         actor=Actor.of(request) if request is not None else Actor.system(),
-        object_type="user" if known is not None else "",
-        object_id=known if known is not None else "",
-        object_repr=username,
-        detail={"username": username},
+    )
+
+
+def record_lockout(
+    sender: Any, request: Any = None, username: str | None = None, **kwargs: Any
+) -> None:
+    """django-axes locked a user name out (``user_locked_out``): recorded once per lock."""
+    sign_in_locked_out(
+        username=str(username or ""),
+        actor=Actor.of(request) if request is not None else Actor.system(),
     )
 
 

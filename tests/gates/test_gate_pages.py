@@ -124,7 +124,7 @@ def test_a_gate_key_is_shown_once_and_never_cached(admin: User) -> None:
     make_gate(admin)
     client = client_for(admin)
     response = client.post(reverse("gate_key_create", args=[GATE]), {"name": "github"})
-    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     token = GateToken.objects.get(name="github")
     key = response.context["new_key"]
     assert key.startswith("swg_") and token.key_sha256 == GateToken.hash_key(key)

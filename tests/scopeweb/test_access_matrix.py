@@ -72,6 +72,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "user_list": ADMIN_PAGE,
     "user_create": ADMIN_PAGE,
     "user_edit": ADMIN_PAGE,
+    "user_unlock": _row(302, 403, 403, 405, 403),  # POST only, after the role check
     "retention_profile_list": ADMIN_PAGE,
     "retention_profile_edit": ADMIN_PAGE,
     # legal holds, expiries, the purge, storage cost (admins only)

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.models import ApiToken
@@ -12,6 +16,8 @@ from scopeweb.accounts.roles import CAPABILITIES, Role
 from scopeweb.accounts.services import admin_ensure, api_token_create, api_token_revoke
 from tests.conftest import client_for
 from tests.factories import PASSWORD
+from tests.gates.page_kit import GATE, make_gate
+from traces.services.manifests import manifest_save, parse_manifest_yaml
 
 pytestmark = pytest.mark.django_db
 
@@ -137,7 +143,7 @@ def test_api_token_authenticates_and_revocation_ends_it(reviewer: User) -> None:
 
 def test_token_page_shows_a_new_key_once(reviewer: User) -> None:
     client = client_for(reviewer)
-    response = client.post(reverse("token_list"), {"name": "laptop"})
+    response = client.post(reverse("token_list"), {"name": "laptop", "scopes": "read", "days": 30})
     key = response.context["new_key"]
     assert key and key in response.content.decode()
     assert "no-store" in response["Cache-Control"]  # no cache keeps the page with the key
@@ -152,3 +158,62 @@ def test_revoking_someone_elses_token_is_404(reviewer: User, second_reviewer: Us
     assert response.status_code == 404
     token.refresh_from_db()
     assert token.revoked_at is None
+
+
+def test_an_idle_session_is_signed_out_and_each_request_restarts_the_clock(
+    reviewer: User, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    assert settings.SESSION_COOKIE_AGE == 30 * 60
+    client = Client()
+    client.post(reverse("login"), {"username": "rita", "password": PASSWORD})
+    start = timezone.now()
+
+    def minutes_later(minutes: int) -> None:
+        monkeypatch.setattr(timezone, "now", lambda: start + timedelta(minutes=minutes))
+
+    minutes_later(29)
+    assert client.get(reverse("home")).status_code == 200
+    minutes_later(58)  # 29 idle minutes since the last request
+    assert client.get(reverse("home")).status_code == 200
+    minutes_later(89)  # 31 idle minutes: signed out
+    response = client.get(reverse("home"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_every_page_that_shows_a_secret_once_is_never_stored(admin: User) -> None:
+    make_gate(admin)  # and the SAE the manifest names
+    manifest_save(
+        document=parse_manifest_yaml(
+            "service: svc\ncheckpoint: google/gemma-3-270m\nsaes: [tiny]\nprofile: US\n"
+        ),
+        actor=Actor.command(admin),
+    )
+    client = client_for(admin)
+    shown = {
+        "API token": client.post(reverse("token_list"), {"name": "k", "scopes": "read", "days": 1}),
+        "password": client.post(reverse("user_create"), {"username": "newbie", "role": "reviewer"}),
+        "ingest key": client.post(reverse("ingest_token_create", args=["svc"]), {"name": "k"}),
+        "gate key": client.post(reverse("gate_key_create", args=[GATE]), {"name": "k"}),
+    }
+    for what, response in shown.items():
+        assert response.status_code == 200, what
+        assert response.context.get("new_key") or response.context.get("password"), what
+        directives = {d.strip() for d in response["Cache-Control"].split(",")}
+        assert {"no-store", "private"} <= directives, what
+
+
+def test_a_session_is_saved_at_most_once_a_minute_while_in_use(
+    reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.contrib.sessions.models import Session
+
+    client = Client()
+    client.post(reverse("login"), {"username": "rita", "password": PASSWORD})
+    start = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=10))
+    expiry = Session.objects.get().expire_date
+    client.get(reverse("home"))
+    assert Session.objects.get().expire_date == expiry  # 10 s after the last save: not saved
+    monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=70))
+    client.get(reverse("home"))
+    assert Session.objects.get().expire_date == start + timedelta(seconds=70 + 30 * 60)

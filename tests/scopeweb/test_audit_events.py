@@ -95,11 +95,18 @@ def test_user_creation_and_role_change_are_recorded_with_before_and_after(admin:
 
 def test_api_tokens_created_and_revoked_are_recorded(reviewer: User) -> None:
     client = client_for(reviewer)
-    client.post(reverse("token_list"), {"name": "ci gate"})
+    client.post(reverse("token_list"), {"name": "ci gate", "scopes": ["read", "write"], "days": 7})
     token = ApiToken.objects.get(name="ci gate")
     created = _only("token.create")
     assert created.actor == "rita" and created.object_type == "apitoken"
-    assert created.after == {"name": "ci gate", "prefix": token.prefix, "owner": "rita"}
+    after = dict(created.after or {})
+    assert str(after.pop("expires_at")).startswith(f"{token.expires_at:%Y-%m-%dT%H:%M:%S}")
+    assert after == {
+        "name": "ci gate",
+        "prefix": token.prefix,
+        "owner": "rita",
+        "scopes": ["read", "write"],
+    }
     client.post(reverse("token_revoke", args=[token.pk]))
     revoked = _only("token.revoke")
     assert revoked.before == {"revoked_at": None} and (revoked.after or {})["revoked_at"]

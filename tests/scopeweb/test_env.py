@@ -10,6 +10,7 @@ from scopeweb.env import (
     env_int,
     env_list,
     env_path,
+    env_rate,
     env_secret,
     env_str,
 )
@@ -91,3 +92,11 @@ def test_env_secret_errors_name_the_variable(tmp_path: Path) -> None:
     empty.write_text("  \n")
     with pytest.raises(ImproperlyConfigured, match="is empty"):
         env_secret("K", environ={"K_FILE": str(empty)})
+
+
+def test_env_rate_reads_count_per_period_and_names_the_variable() -> None:
+    assert env_rate("R", "60/minute", environ={}) == "60/minute"
+    assert env_rate("R", "60/minute", environ={"R": " 20/s "}) == "20/s"
+    for bad in ("fast", "0/minute", "10/fortnight", "10 per minute", "-1/s"):
+        with pytest.raises(ImproperlyConfigured, match=f"R='{bad}' is not a rate"):
+            env_rate("R", "60/minute", environ={"R": bad})

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from scopeweb.accounts.access import SIGNED_IN, access
@@ -201,6 +202,7 @@ def manifest_export_view(request: HttpRequest, service: str) -> HttpResponse:
 
 @access("manage_manifests")
 @require_POST
+@never_cache  # the new key is in this answer, and only in this one
 def ingest_token_create_view(request: HttpRequest, service: str) -> HttpResponse:
     manifest = _manifest(service)
     try:
@@ -210,9 +212,7 @@ def ingest_token_create_view(request: HttpRequest, service: str) -> HttpResponse
     except ManifestRefused as exc:
         messages.error(request, str(exc))
         return redirect("manifest_detail", service=manifest.service)
-    response = _detail(request, manifest, new_key=key, new_token=token)
-    response["Cache-Control"] = "no-store"  # the key is in this page, and only in this one
-    return response
+    return _detail(request, manifest, new_key=key, new_token=token)
 
 
 @access("manage_manifests")
