@@ -2,7 +2,9 @@
 S3-compatible bucket alike) and that hashes files.
 
 - ``store`` saves under exactly the name given, replacing what is there (artifacts whose names
-  a manifest or a row records); ``store_new`` saves under a fresh name (uploads).
+  a manifest or a row records); ``store_new`` saves under a fresh name (uploads); ``publish``
+  moves a file stored under a temporary name to its own (written first, published once a
+  database commit vouches for it).
 - ``read_bytes``, ``open_stored``, ``exists``, ``stored_size``, ``stored_digest``: reading.
 - ``delete_file``, ``storage_files``, ``remove_empty_folder``: what the purge uses.
 - ``file_sha256`` / ``path_sha256``: the sha256 of an open file or a local path, in blocks
@@ -78,6 +80,21 @@ def store(name: str, data: bytes | IO[bytes]) -> None:
     saved = default_storage.save(name, content)
     if saved != name:  # a storage that renamed instead of replacing would break the manifest
         raise RuntimeError(f"storage saved {name} as {saved}")
+
+
+def publish(temp: str, name: str) -> None:
+    """Move the stored file ``temp`` to ``name``, replacing what is there: a rename on local
+    storage (atomic: a reader sees the old file or the new one), a copy then a delete on object
+    stores, which have no rename (a reader may meet ``name`` missing for that moment, never
+    half-written: an object appears whole)."""
+    try:
+        source, target = default_storage.path(temp), default_storage.path(name)
+    except NotImplementedError:
+        with default_storage.open(temp, "rb") as handle:
+            store(name, handle)
+        delete_file(temp)
+        return
+    os.replace(source, target)
 
 
 def store_new(name: str, data: bytes | IO[bytes]) -> str:

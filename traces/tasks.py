@@ -10,6 +10,7 @@ from typing import Any
 from celery.signals import worker_ready
 from django.conf import settings
 
+from scopeweb.jobs.models import Job
 from scopeweb.jobs.services import JobError
 from scopeweb.jobs.tasks import JobTask, job_task, retried_task
 from traces.services.feature_stats import feature_stats_execute
@@ -22,7 +23,7 @@ from traces.services.ingest import (
 from traces.services.manifests import WARM_TASK
 from traces.services.prompt_sets import prompt_set_import
 from traces.services.runs import run_execute
-from traces.services.text_analysis import text_analysis_execute
+from traces.services.text_analysis import text_analysis_execute, text_analysis_state
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,17 @@ def analysis_run_task(self: JobTask, job_id: str) -> None:
     run_execute(job_id)
 
 
-@job_task(max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60)
-def analysis_text_task(self: JobTask, job_id: str) -> None:
+class TextAnalysisTask(JobTask):
+    """Its argument is the import's job; once the import made the run, a failure belongs to
+    the run's job, and the import (which succeeded, keeping its original) is left alone."""
+
+    def failing_job(self, job_id: str) -> Job | None:
+        job = Job.objects.filter(pk=job_id).first()
+        return text_analysis_state(job)[0] if job is not None else None
+
+
+@job_task(max_retries=3, soft_time_limit=30 * 60, time_limit=35 * 60, base=TextAnalysisTask)
+def analysis_text_task(self: TextAnalysisTask, job_id: str) -> None:
     """A pasted text: import it, then analyse it (the analysis queue, where the model is)."""
     text_analysis_execute(job_id)
 

@@ -1,11 +1,13 @@
 """The retention purge: deletes expired, unprotected items and their stored artifacts.
 
 Order, per item, inside one transaction: lock the item (and what a hold or a case could be
-placed on above it), check again that it is still expired and free, delete its rows, write its
-audit event, then delete its files; the transaction commits after the last file is gone. An
+placed on above it), check again that it is still expired and free, delete its files and its
+rows, and write its audit event last; the transaction commits after the last file is gone. An
 interruption before the commit leaves the rows in place (and perhaps fewer files); the next
-purge finds the item again and finishes it, a file already gone counting as deleted. A
-``PurgeRun`` records each pass and its progress item by item.
+purge finds the item again and finishes it, a file already gone counting as deleted. The audit
+event comes last because ``audit_record`` takes the audit log's lock, which serialises every
+audit event of the deployment until the commit: storage deletes (slow on an object store) never
+run while it is held. A ``PurgeRun`` records each pass and its progress item by item.
 
 Kinds go in this order: original uploads of prompt sets redacted before storage, runs (index
 rows, traces, bundle files), prompt sets (prompts, upload), exports (artifact, row).
@@ -133,6 +135,7 @@ class _Pass:
             job.params = {**job.params, "original_purged_at": timezone.now().isoformat()}
             job.save(update_fields=["params"])
             if existed:
+                delete_file(path)  # before the audit event: see the module's docstring
                 self.audit(
                     "retention.purge_original",
                     prompt_set,
@@ -143,7 +146,6 @@ class _Pass:
                         "profile": prompt_set.profile.code,
                     },
                 )
-                delete_file(path)
         return Removed({"originals": int(existed), "files": int(existed)}, size)
 
     def purge_run(self, run_id: int) -> Removed | None:
@@ -172,6 +174,9 @@ class _Pass:
             for batch in _chunks(trace_ids):
                 TraceFeature.objects.filter(trace_id__in=batch).delete()
                 Trace.objects.filter(pk__in=batch).delete()
+            for name in files:  # before the audit event: see the module's docstring
+                delete_file(name)
+            remove_empty_folder(run.artifact_prefix)
             job_id = run.job_id
             self.audit(
                 "retention.purge",
@@ -190,9 +195,6 @@ class _Pass:
             )
             run.delete()
             Job.objects.filter(pk=job_id).delete()
-            for name in files:
-                delete_file(name)
-            remove_empty_folder(run.artifact_prefix)
         return Removed({"runs": 1, "traces": len(trace_ids), "files": len(files)}, size)
 
     def purge_prompt_set(self, prompt_set_id: int) -> Removed | None:
@@ -209,6 +211,8 @@ class _Pass:
             prompt_ids = list(prompt_set.prompts.values_list("pk", flat=True))
             for batch in _chunks(prompt_ids):
                 Prompt.objects.filter(pk__in=batch).delete()
+            for name in files:  # before the audit event: see the module's docstring
+                delete_file(name)
             self.audit(
                 "retention.purge",
                 prompt_set,
@@ -225,8 +229,6 @@ class _Pass:
             prompt_set.delete()
             if job is not None:
                 job.delete()
-            for name in files:
-                delete_file(name)
         return Removed({"prompt_sets": 1, "prompts": len(prompt_ids), "files": len(files)}, size)
 
     def purge_export(self, export_id: int) -> Removed | None:
@@ -236,6 +238,8 @@ class _Pass:
                 return None
             files = [export.artifact] if export.artifact else []
             size = sum(stored_size(name) for name in files)
+            for name in files:  # before the audit event: see the module's docstring
+                delete_file(name)
             self.audit(
                 "retention.purge",
                 export,
@@ -250,8 +254,6 @@ class _Pass:
                 },
             )
             export.delete()
-            for name in files:
-                delete_file(name)
         return Removed({"exports": 1, "files": len(files)}, size)
 
 

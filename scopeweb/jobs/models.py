@@ -37,7 +37,8 @@ class Job(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    title = models.CharField(max_length=200)
+    TITLE_MAX = 200
+    title = models.CharField(max_length=TITLE_MAX)
     params = models.JSONField(default=dict)
     result = models.JSONField(default=dict)
     progress_done = models.PositiveIntegerField(default=0)
@@ -46,6 +47,16 @@ class Job(models.Model):
     error = models.TextField(blank=True, help_text="Why it failed, in words for its user.")
     error_details = models.JSONField(default=list, help_text="Itemised problems, if any.")
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Counted by the task base (scopeweb/jobs/tasks.py) before the task runs: a broker
+    # redelivers a message whose worker died, and no Celery field counts that.
+    deliveries = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Times a worker took the task message in delivery_key; above 1, a worker "
+        "died while running it.",
+    )
+    delivery_key = models.CharField(
+        max_length=100, blank=True, help_text="The task message counted: its id and retry."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -40,11 +40,13 @@ def job_create(
     progress_total: int = 0,
     job_id: uuid.UUID | None = None,
 ) -> Job:
-    """A queued job the UI shows from now on (``job_id``: when its files are named first)."""
+    """A queued job the UI shows from now on (``job_id``: when its files are named first).
+
+    ``title`` is cut to fit: callers put names and file names in it, of any length."""
     return Job.objects.create(
         id=job_id or uuid.uuid4(),
         kind=kind,
-        title=title,
+        title=title[: Job.TITLE_MAX],
         created_by=created_by,
         params=params or {},
         progress_total=progress_total,
@@ -69,6 +71,29 @@ def job_start(job_id: uuid.UUID | str) -> Job:
         updated_at=timezone.now(),
     )
     return Job.objects.get(pk=job_id)
+
+
+def job_delivered(job_id: uuid.UUID | str, message: str) -> int:
+    """Count a worker taking the task message ``message`` (its task id and retry number) for
+    the job; returns how many times that message has been taken. A new task or a retry is a new
+    message and counts from 1; the same message again is a broker's redelivery of a message
+    whose worker died before acknowledging it (killed, out of memory)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().only("deliveries", "delivery_key").get(pk=job_id)
+        job.deliveries = job.deliveries + 1 if job.delivery_key == message else 1
+        job.delivery_key = message
+        job.save(update_fields=["deliveries", "delivery_key", "updated_at"])
+    return job.deliveries
+
+
+def worker_died_message(deaths: int) -> str:
+    """Why a job whose task kept killing its worker was given up."""
+    times = "once" if deaths == 1 else f"{deaths} times"
+    return (
+        f"The worker died {times} while running this job (killed, out of memory?), so it was "
+        "not started again. Ask an admin to read the worker log and the machine's memory use, "
+        "then start it again."
+    )
 
 
 def job_progress(job_id: uuid.UUID | str, *, done: int, total: int, note: str = "") -> None:

@@ -11,6 +11,10 @@ open the files without this project's code.
   of ``ROW_GROUP_TOKENS`` tokens. That order makes the row column a run of small steps and lets
   Parquet's delta encoding plus zstd store a top-32 token in about 60 bytes instead of 200.
 
+A worker stores a chunk's files as ``chunk-NNNNN.<part>.parquet.<attempt>.partial`` first and
+renames them (copies, on object stores) to their names above once the chunk's rows are
+committed (``chunks.write_pending_chunk``); such files are never part of a bundle.
+
 Both files hold one Parquet row group per block of ``ROW_GROUP_TOKENS`` token rows (format /3),
 so a reader decodes only the blocks a trace's rows fall in: a 1000-token trace of a 32-prompt
 chunk reads 2 of 32 blocks. Row groups are found from the row counts (tokens) and the ``row``

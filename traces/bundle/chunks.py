@@ -1,19 +1,31 @@
-"""A chunk's two Parquet files: encoding them from the engine's dense arrays, storing them,
-and reading back only the row groups a trace's rows lie in."""
+"""A chunk's two Parquet files: encoding them from the engine's dense arrays, storing them
+(under an attempt's temporary names first, published once the chunk's commit holds), and
+reading back only the row groups a trace's rows lie in."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scopeweb.storage import read_bytes, store
-from traces.bundle.format import CHUNK_PARTS, ROW_GROUP_TOKENS, TOKEN_COLUMNS, chunk_name
+from scopeweb.storage import delete_file, exists, publish, read_bytes, storage_files, store
+from traces.bundle.format import (
+    CHUNK_PARTS,
+    ROW_GROUP_TOKENS,
+    TOKEN_COLUMNS,
+    chunk_name,
+    parse_pending_chunk_name,
+    pending_chunk_name,
+    trace_hash,
+)
 from traces.bundle.redaction import REDACTION_CODES, REDACTION_TABLE_KEY
 
 log = logging.getLogger(__name__)
@@ -221,6 +233,103 @@ def write_chunk(
         store(name, data)
         names.append(name)
     return names
+
+
+@dataclass(frozen=True)
+class PendingChunk:
+    """A chunk's files stored under one attempt's temporary names, not yet published: which
+    name each part waits under (``temp``) and the name it is published under (``final``)."""
+
+    chunk: int
+    temp: dict[str, str]
+    final: dict[str, str]
+
+
+def write_pending_chunk(
+    prefix: str, chunk: int, arrays: dict[str, np.ndarray], codes: dict[str, int] | None = None
+) -> PendingChunk:
+    """Store a chunk's files under names of this attempt's own (``pending_chunk_name``); the
+    caller publishes them once its database commit of the chunk holds, or discards them when
+    another attempt committed the chunk first. Published files are never written twice."""
+    attempt = uuid.uuid4().hex[:16]
+    temp: dict[str, str] = {}
+    for part, data in encode_chunk(arrays, codes).items():
+        temp[part] = pending_chunk_name(prefix, chunk, part, attempt)
+        store(temp[part], data)
+    return PendingChunk(chunk, temp, {part: chunk_name(prefix, chunk, part) for part in temp})
+
+
+def publish_chunk(pending: PendingChunk) -> None:
+    for part, temp in pending.temp.items():
+        publish(temp, pending.final[part])
+
+
+def discard_chunk(pending: PendingChunk) -> None:
+    for temp in pending.temp.values():
+        delete_file(temp)
+
+
+def pending_chunk_files(prefix: str) -> dict[int, dict[str, dict[str, str]]]:
+    """The pending files under ``prefix``: chunk -> attempt -> part -> name."""
+    found: dict[int, dict[str, dict[str, str]]] = {}
+    for name in storage_files(prefix):
+        parsed = parse_pending_chunk_name(name.rsplit("/", 1)[-1])
+        if parsed is not None:
+            chunk, part, attempt = parsed
+            found.setdefault(chunk, {}).setdefault(attempt, {})[part] = name
+    return found
+
+
+def chunk_holds_traces(
+    files: dict[str, bytes], top_k: int, traces: list[tuple[int, int, str]]
+) -> bool:
+    """Whether a chunk's files hold exactly the traces ``(row, tokens, sha256)`` recorded."""
+    try:
+        arrays = decode_rows(files, top_k)
+    except Exception:  # a file cut short by a kill, or not this format: not the chunk's files
+        log.info("pending chunk files unreadable", exc_info=True)
+        return False
+    return all(trace_hash(arrays, row, row + tokens) == sha for row, tokens, sha in traces)
+
+
+def chunk_publish_recovered(
+    prefix: str, committed: int, top_k: int, traces: Callable[[int], list[tuple[int, int, str]]]
+) -> list[int]:
+    """Finish what an attempt left between its commit and its publishing (killed there): for
+    each chunk below ``committed`` whose files are not published, publish the pending files
+    that hold the chunk's traces as committed (``traces(chunk)``: row, tokens, sha256). Pending
+    files of chunks not committed yet are left for the attempt that computes them again.
+    Returns the chunks published."""
+    published = []
+    for chunk, attempts in sorted(pending_chunk_files(prefix).items()):
+        if chunk >= committed or all(exists(chunk_name(prefix, chunk, p)) for p in CHUNK_PARTS):
+            continue
+        expected = traces(chunk)
+        for names in attempts.values():
+            if set(names) != set(CHUNK_PARTS):
+                continue
+            files = {part: read_bytes(name) for part, name in names.items()}
+            if chunk_holds_traces(files, top_k, expected):
+                publish_chunk(
+                    PendingChunk(chunk, names, {p: chunk_name(prefix, chunk, p) for p in names})
+                )
+                published.append(chunk)
+                break
+    return published
+
+
+def pending_chunks_remove(prefix: str) -> int:
+    """Delete every pending file left under ``prefix`` (attempts killed before they could
+    publish or discard); a finished run calls this. Returns how many went."""
+    names = [
+        n
+        for attempts in pending_chunk_files(prefix).values()
+        for parts in attempts.values()
+        for n in parts.values()
+    ]
+    for name in names:
+        delete_file(name)
+    return len(names)
 
 
 def stored_chunk_files(prefix: str, chunk: int) -> dict[str, bytes] | None:

