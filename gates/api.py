@@ -15,7 +15,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +27,7 @@ from reports.pdf.signing import SigningError
 from scopeweb.accounts.access import GATE_KEY, PUBLIC
 from scopeweb.accounts.actor import Actor
 from scopeweb.accounts.tokens import header_key, touch_last_used
+from scopeweb.api_bodies import FormParser, JSONParser, MultiPartParser
 
 
 class GateKeyAuthentication(BaseAuthentication):

@@ -17,6 +17,13 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+def quotable(text: str) -> str:
+    """``text`` as a refusal may quote it: a NUL or an unpaired surrogate (which a JSON escape
+    such as ``"\\ud800"`` makes) written as its escape, so that every page, API answer and
+    database column can carry the words."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Refused(Exception):
     """An action refused, with why.
 

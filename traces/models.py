@@ -19,7 +19,11 @@ class PromptSet(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     source_filename = models.CharField(max_length=255)
     source_format = models.CharField(max_length=8)
-    source_sha256 = models.CharField(max_length=64)
+    source_sha256 = models.CharField(
+        max_length=64,
+        help_text="sha256 of the uploaded file; for a profile that redacts before storage, its "
+        "keyed digest (HMAC-SHA256 under SCOPEWEB_HASH_KEY).",
+    )
     source_bytes = models.PositiveBigIntegerField()
     prompt_count = models.PositiveIntegerField()
     token_total = models.PositiveBigIntegerField()
@@ -48,7 +52,10 @@ class Prompt(models.Model):
     external_id = models.CharField(max_length=200, blank=True)
     text = models.TextField(help_text="As stored: redacted where the profile requires it.")
     text_sha256 = models.CharField(
-        max_length=64, blank=True, help_text="sha256 of the original text, redacted or not."
+        max_length=64,
+        blank=True,
+        help_text="Keyed digest (HMAC-SHA256 under SCOPEWEB_HASH_KEY) of the original text, "
+        "redacted or not: it matches a supplied original, and confirms no guess.",
     )
     redactions = models.JSONField(
         default=dict, blank=True, help_text="category -> count of spans redacted before storage"

@@ -16,14 +16,15 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 
-from scopeweb.refusals import Refused
+from scopeweb.refusals import Refused, quotable
 from traces.chat_messages import ChatMessages, PromptInput, chat_messages, chat_text
 
 FORMATS = ("jsonl", "csv", "txt")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt", ".text": "txt"}
 
 
@@ -31,6 +32,9 @@ _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "tx
 class Problem:
     line: int | None  # 1-based; None for the file as a whole
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", quotable(self.message))  # it may quote the line
 
     def as_dict(self) -> dict[str, Any]:
         return {"line": self.line, "message": self.message}
@@ -143,15 +147,44 @@ def _lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unstorable(value: Any) -> str | None:
+    """What no database column can hold, anywhere in a prompt's values: a NUL, or an unpaired
+    surrogate (which a JSON escape such as "\\ud800" puts in a line)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character"
+            surrogate = _SURROGATE.search(item)
+            if surrogate:
+                return f"an unpaired surrogate (U+{ord(surrogate[0]):04X}), which is not Unicode"
+    return None
+
+
 def _jsonl(text: str, problems: list[Problem]) -> list[ParsedPrompt]:
     prompts = []
     for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             problems.append(Problem(number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
+            continue
+        except ValueError as exc:  # NaN or Infinity; an integer of more than 4,300 digits
+            problems.append(Problem(number, f"not valid JSON: {exc}"))
+            continue
+        except RecursionError:
+            problems.append(Problem(number, "not valid JSON: nested too deeply"))
             continue
         if not isinstance(row, dict):
             problems.append(
@@ -257,6 +290,11 @@ def _check_prompts(prompts: list[ParsedPrompt], limits: Limits, problems: list[P
             continue
         if "\x00" in prompt.text:
             problems.append(Problem(prompt.line, "the prompt holds a NUL character"))
+        else:
+            values = [prompt.text, prompt.external_id, prompt.tags, prompt.metadata]
+            found = _unstorable(values)
+            if found:
+                problems.append(Problem(prompt.line, f"the line holds {found}"))
         if len(prompt.text) > limits.max_chars:
             problems.append(
                 Problem(

@@ -7,7 +7,6 @@ from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +23,7 @@ from reports.services.reports import (
 )
 from reports.views.reports import pdf_response
 from scopeweb.accounts.actor import Actor
+from scopeweb.api_bodies import FormParser, MultiPartParser
 
 
 class CaseReportApi(APIView):

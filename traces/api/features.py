@@ -10,7 +10,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
-from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +17,7 @@ from rest_framework.views import APIView
 
 from scopeweb.accounts.access import describe
 from scopeweb.accounts.actor import Actor
+from scopeweb.api_bodies import JSONParser, MultiPartParser
 from traces.models import FeatureAnnotation, FeatureAnnotationChange, SaeRecord
 from traces.selectors import features as selectors
 from traces.selectors.feature_peaks import feature_peak_prompts, feature_top_tokens

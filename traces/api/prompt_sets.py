@@ -4,11 +4,11 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from scopeweb.accounts.actor import Actor
+from scopeweb.api_bodies import FormParser, MultiPartParser
 from scopeweb.jobs.serializers import JobSerializer
 from traces.models import Prompt, PromptSet
 from traces.selectors.prompt_sets import prompt_set_list

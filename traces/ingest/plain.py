@@ -182,5 +182,22 @@ def _extra(trace: dict[str, Any], path: str) -> dict[str, Any]:
         features = trace["features"]
         if features is not None and not isinstance(features, dict):
             fail(f"{path}.features", "a JSON object or null", features)
+        _check_texts(features, f"{path}.features")
         extra["features"] = features
     return extra
+
+
+def _check_texts(value: Any, path: str) -> None:
+    """Every key and string in ``value`` is storable text (``check_text``): the batch file
+    keeps it as UTF-8, which has no unpaired surrogate."""
+    pending = [(value, path)]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, str):
+            check_text(item, where)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                check_text(key, where)
+                pending.append((child, f"{where}.{key[:64]}"))
+        elif isinstance(item, list):
+            pending += [(child, f"{where}[{index}]") for index, child in enumerate(item)]

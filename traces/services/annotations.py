@@ -9,8 +9,8 @@ entry changes nothing.
 from __future__ import annotations
 
 import json
-import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from scopeweb.accounts.actor import Actor
 from scopeweb.audit.services import audit_record
-from scopeweb.refusals import Refused
+from scopeweb.refusals import Refused, quotable
 from traces.models import SAFETY_TAGS, FeatureAnnotation, FeatureAnnotationChange, SaeRecord
 
 EXPORT_FORMAT = "scopeweb-annotations/1"
@@ -31,6 +31,7 @@ LABEL_MAX = 200
 DESCRIPTION_MAX = 10_000
 TAGS_MAX = 20
 _TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Written by the export for people to read; an import accepts and ignores them.
 _EXPORT_ONLY = ("updated_by", "updated_at")
 IMPORT_MAX_PROBLEMS = 50
@@ -40,6 +41,17 @@ IMPORT_MAX_BYTES = 20_000_000
 def tag_normalise(tag: str) -> str:
     """``"Self harm"`` and ``"self-harm"`` are the same tag; ``"PII"`` is ``"pii"``."""
     return re.sub(r"[\s_]+", "-", tag.strip().lower()) if tag.strip() else ""
+
+
+def _unstorable(text: str) -> str | None:
+    """Why no database can keep ``text`` (a NUL, or an unpaired surrogate, which a JSON escape
+    such as "\\ud800" makes), or None."""
+    if "\x00" in text:
+        return "Must not hold a NUL character."
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        return f"Holds an unpaired surrogate (U+{ord(surrogate[0]):04X}), which is not Unicode."
+    return None
 
 
 def annotation_values_clean(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,6 +70,8 @@ def annotation_values_clean(values: Mapping[str, Any]) -> dict[str, Any]:
         label = ""
     if not isinstance(label, str):
         errors["label"] = ["Must be text."]
+    elif unstorable := _unstorable(label):
+        errors["label"] = [unstorable]
     elif len(label.strip()) > LABEL_MAX:
         errors["label"] = [f"At most {LABEL_MAX} characters (this one has {len(label.strip())})."]
     else:
@@ -68,6 +82,8 @@ def annotation_values_clean(values: Mapping[str, Any]) -> dict[str, Any]:
         description = ""
     if not isinstance(description, str):
         errors["description"] = ["Must be text."]
+    elif unstorable := _unstorable(description):
+        errors["description"] = [unstorable]
     elif len(description) > DESCRIPTION_MAX:
         errors["description"] = [f"At most {DESCRIPTION_MAX} characters."]
     else:
@@ -102,7 +118,7 @@ def annotation_values_clean(values: Mapping[str, Any]) -> dict[str, Any]:
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
             errors["watch_threshold"] = ["Must be a number, or null for none."]
-        elif not math.isfinite(threshold) or threshold <= 0:
+        elif not 0 < threshold <= sys.float_info.max:  # no NaN, infinity, 400-digit integer
             errors["watch_threshold"] = ["Must be a finite number above 0."]
         else:
             clean["watch_threshold"] = float(threshold)
@@ -217,6 +233,10 @@ class ImportProblem:
     message: str
     index: int | None = None
 
+    def __post_init__(self) -> None:  # an unknown field's name is the file's
+        object.__setattr__(self, "field", quotable(self.field))
+        object.__setattr__(self, "message", quotable(self.message))
+
     def __str__(self) -> str:
         where = "file" if self.entry is None else f"entry {self.entry}"
         if self.index is not None:
@@ -268,6 +288,9 @@ def annotations_parse(raw: bytes) -> Any:
                 )
             ]
         ) from None
+    except (ValueError, RecursionError) as exc:  # a 4,301-digit integer; deep nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise AnnotationImportError([ImportProblem(None, "", f"Not JSON: {reason}.")]) from None
 
 
 def _import_check(sae: SaeRecord, data: Any) -> list[tuple[int, dict[str, Any]]]:

@@ -17,6 +17,7 @@ from traces.selectors.runs import run_list
 from traces.selectors.saes import sae_list
 from traces.services.originals import (
     OriginalRefused,
+    prompt_set_flag_summary,
     prompt_set_original_supply,
     prompt_set_redaction_summary,
 )
@@ -75,6 +76,7 @@ def prompt_set_detail(request: HttpRequest, prompt_set_id: int) -> HttpResponse:
             "run_form": RunStartForm(initial={"sae": list(sae_list()[:1])}),
             "runs": run_list().filter(prompt_set=prompt_set)[:20],
             "redaction": prompt_set_redaction_summary(prompt_set),
+            "flagged": prompt_set_flag_summary(prompt_set),
             "original_form": PromptSetOriginalForm(),
         },
     )
