@@ -71,6 +71,7 @@ class Sample:
     status: int
     client_ms: float
     server_ms: float | None = None
+    request_id: str = ""  # the X-Bench-Id it was sent with, which the access log repeats
 
 
 @dataclass
@@ -197,11 +198,15 @@ def hammer(
             answer = session.get(base + url, headers={"X-Bench-Id": request_id}, timeout=120)
             _ = answer.content
             sample = Sample(
-                page, variant, url, answer.status_code, (time.perf_counter() - started) * 1000
+                page,
+                variant,
+                url,
+                answer.status_code,
+                (time.perf_counter() - started) * 1000,
+                request_id=request_id,
             )
             with lock:
                 result.samples.append(sample)
-                sample.url = f"{request_id} {url}"
 
     began = time.perf_counter()
     with ThreadPoolExecutor(len(sessions)) as pool:
@@ -211,16 +216,21 @@ def hammer(
     return result
 
 
-def attach_server_times(results: list[PageResult], access_log: Path) -> None:
+def server_times(access_log: Path) -> dict[str, float]:
+    """Milliseconds of server time by X-Bench-Id, from gunicorn's access log."""
     times = {}
     for line in access_log.read_text().splitlines():
         found = LOG_LINE.match(line.strip())
         if found:
             times[found.group(1)] = int(found.group(3)) / 1000
+    return times
+
+
+def attach_server_times(results: list[PageResult], access_log: Path) -> None:
+    times = server_times(access_log)
     for result in results:
         for sample in result.samples:
-            request_id, _, url = sample.url.partition(" ")
-            sample.server_ms, sample.url = times.get(request_id), url
+            sample.server_ms = times.get(sample.request_id)
 
 
 def summary(result: PageResult) -> dict[str, Any]:

@@ -397,7 +397,7 @@ def main() -> None:
 
     prompt_columns = [
         "id", "prompt_set_id", "position", "line", "external_id", "text", "text_sha256",
-        "redactions", "tags", "metadata", "token_count", "over_capture_limit",
+        "redactions", "messages", "tags", "metadata", "token_count", "over_capture_limit",
     ]  # fmt: skip
     trace_columns = [str(f.column) for f in Trace._meta.concrete_fields]
     feature_columns = [str(f.column) for f in TraceFeature._meta.concrete_fields]
@@ -438,6 +438,7 @@ def main() -> None:
                     f"{filler}#{r * TRACES_PER_RUN + i} topic {i % 97}",
                     "",
                     "{}",
+                    "[]",  # messages: a text prompt
                     '["synthetic"]',
                     "{}",
                     int(prompt_tokens[i]),
