@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: run test lint setup setup-dev clean bench bench-pages bench-report bench-tracing bench-gate
+.PHONY: run test test-fast fuzz lint setup setup-dev clean bench bench-pages bench-report bench-tracing bench-gate bench-faults bench-load
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ run: setup
 ## make test: install the dev extras and run the whole suite (PYTEST_ARGS to narrow it)
 test: setup-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make test-fast: the tier that runs without the real model (tests marked `model` left out);
+## a test that reaches for the model without the mark fails here and says so
+test-fast: setup-dev
+	SCOPEWEB_TEST_TIER=fast $(PY) -m pytest -m "not model" $(PYTEST_ARGS)
+
+## make fuzz: over 10,000 generated inputs (prompt files, annotation imports, API bodies,
+## ingestion payloads) through the real views; ends with the inputs tried per surface, the
+## server errors and the partial writes (tests/fuzz; the suite runs them with fewer inputs)
+fuzz: setup-dev
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -q -p no:randomly --hypothesis-show-statistics $(PYTEST_ARGS)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .
@@ -77,3 +88,20 @@ bench-report: setup
 ## (target at most 10 minutes on a 2-core CPU machine)
 bench-gate: setup
 	$(PY) bench/gate.py $(BENCH_ARGS)
+
+## make bench-faults: real runs of Gemma 3 270M (12 prompts, 16 new tokens, 6 chunks) on the
+## bench's own PostgreSQL (port 5440) and Redis (port 6390) with a real worker, each hit mid-run
+## by one fault (PostgreSQL restart, Redis restart, pool process SIGKILL, worker SIGKILL with
+## redelivery), checked against a clean run: job state, traces missing or doubled, hashes
+## (about 6 minutes on a 2-core CPU machine)
+bench-faults: setup
+	$(PY) bench/faults.py $(BENCH_ARGS)
+
+## make bench-load: seed the SYNTHETIC database scopeweb_bench_load, then 20 reviewers browse it
+## (1-3 s think time) for 10 minutes while ingestion posts 10 traces/s (BENCH_ARGS=--seconds N)
+BENCH_LOAD_DB ?= postgres://postgres@127.0.0.1:5432/scopeweb_bench_load
+BENCH_LOAD_ENV = DATABASE_URL=$(BENCH_LOAD_DB) SCOPEWEB_DATA_DIR=$(CURDIR)/var/bench-load-data
+bench-load: setup
+	createdb -h 127.0.0.1 -U postgres scopeweb_bench_load 2>/dev/null || true
+	$(BENCH_LOAD_ENV) $(PY) bench/seed_synthetic.py --reset
+	$(BENCH_LOAD_ENV) $(PY) bench/load.py $(BENCH_ARGS)

@@ -6,8 +6,11 @@ directory, and a Celery broker on the file system that needs no server.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
@@ -48,6 +51,14 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# The key of the HMAC-SHA256 digests of original prompts and files (scopeweb.redaction.digests):
+# a digest of PII-bearing text must not let anyone confirm a guess. Unset: derived from
+# SECRET_KEY with a label; set it on its own so that rotating SECRET_KEY keeps the digests
+# (after a change of this key, stored digests no longer match their originals).
+HASH_KEY = (
+    env_secret("SCOPEWEB_HASH_KEY")
+    or hmac.new(SECRET_KEY.encode(), b"scopeweb.hash_key.v1", hashlib.sha256).hexdigest()
+)
 ALLOWED_HOSTS = env_list("SCOPEWEB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("SCOPEWEB_CSRF_TRUSTED_ORIGINS")
 SECURE_COOKIES = env_bool("SCOPEWEB_SECURE_COOKIES", PRODUCTION)
@@ -107,12 +118,14 @@ INSTALLED_APPS = [
     "reports",
     "governance",
     "gates",
+    "axes",  # sign-in lockout (AXES_* below)
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "scopeweb.accounts.idle.IdleSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -121,6 +134,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "scopeweb.bidi.BidiVisibleMiddleware",
     "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into its page
 ]
 
 ROOT_URLCONF = "scopeweb.urls"
@@ -174,6 +188,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Sign-in lockout, sessions, API tokens and the REST API: scopeweb/settings_access.py.
+from scopeweb.settings_access import *  # noqa: E402,F403
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env_str("SCOPEWEB_TIME_ZONE", "UTC")
@@ -246,6 +263,39 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     # kombu's file-system transport needs its folders to exist before any process connects.
     for _folder in ("queue", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+
+
+def _cache_url() -> str:
+    """SCOPEWEB_CACHE_URL; else the broker's Redis when it is one, in another database (tests
+    empty the cache's whole database); else "" for the file cache."""
+    url = env_str("SCOPEWEB_CACHE_URL")
+    if url:
+        if not url.startswith(("redis://", "rediss://")):
+            raise ImproperlyConfigured(
+                f"SCOPEWEB_CACHE_URL={url!r} is not a Redis URL (redis://host:6379/1)."
+            )
+        return url
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        parts = urlsplit(CELERY_BROKER_URL)
+        broker_db = parts.path.strip("/") or "0"
+        return urlunsplit(parts._replace(path="/1" if broker_db == "0" else "/0"))
+    return ""
+
+
+# The cache holds API rate counters and the sign-in failure counts, which every web process
+# and worker must share: Redis, or with no server a file cache in the data directory (one
+# machine's processes share it).
+_CACHE_URL = _cache_url()
+_cache: dict[str, object] = (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+    if _CACHE_URL
+    else {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(DATA_DIR / "cache"),
+        "OPTIONS": {"MAX_ENTRIES": 20_000},
+    }
+)
+CACHES = {"default": {**_cache, "KEY_PREFIX": "scopeweb"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -266,6 +316,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 JOB_STALE_MINUTES = env_int("SCOPEWEB_JOB_STALE_MINUTES", 120, minimum=5)
+# A job task's message that the broker hands out more often than this (its worker died each
+# time: killed, out of memory) fails its job instead of killing another worker.
+MAX_DELIVERIES = env_int("SCOPEWEB_MAX_DELIVERIES", 3, minimum=1, maximum=100)
 
 # --- retention purge and storage cost (scopeweb/retention) -----------------------------------
 # When beat runs the purge: a crontab string "minute hour day-of-month month day-of-week".
@@ -275,42 +328,6 @@ RETENTION_ORIGINAL_HOURS = env_int("SCOPEWEB_ORIGINAL_HOURS", 24, minimum=0, max
 STORAGE_PRICE_GB_MONTH = env_float("SCOPEWEB_STORAGE_PRICE_GB_MONTH", 0.023, minimum=0.0)
 STORAGE_COST_WARN_MONTHLY = env_float("SCOPEWEB_COST_WARN_MONTHLY", 500.0, minimum=0.0)
 STORAGE_COST_ALERT_MONTHLY = env_float("SCOPEWEB_COST_ALERT_MONTHLY", 2500.0, minimum=0.0)
-
-# --- REST API -------------------------------------------------------------------------------
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "scopeweb.accounts.tokens.PersonalTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["scopeweb.accounts.access.DenyUndeclared"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "scopeweb.refusals.exception_handler",
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Scope Web API",
-    "DESCRIPTION": "Sparse-autoencoder analyses of Gemma 3 models, audit cases and reports. "
-    "Authenticate with a personal token: `Authorization: Token <key>`.",
-    "VERSION": "0.1.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    # Every view carries its own access rule; swagger-ui is served from the sidecar package,
-    # never from a CDN.
-    "SERVE_PERMISSIONS": ["scopeweb.accounts.access.DenyUndeclared"],
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    # One name for each choice set that several fields or models share.
-    "ENUM_NAME_OVERRIDES": {
-        "RetentionTierEnum": "scopeweb.retention.models.TIER_CHOICES",
-        "CaseStateEnum": "reports.models.CaseState",
-        "JobKindEnum": "scopeweb.jobs.models.JobKind",
-        "JobStateEnum": "scopeweb.jobs.models.JobState",
-        "ExportKindEnum": "governance.models.ExportKind",
-        "ExportStateEnum": "governance.models.ExportState",
-        "PurgeRunStateEnum": "governance.models.PurgeRun.State",
-    },
-}
 
 # --- product limits -------------------------------------------------------------------------
 PROMPT_FILE_MAX_BYTES = env_int("SCOPEWEB_PROMPT_FILE_MAX_BYTES", 20_000_000, minimum=1024)
@@ -350,4 +367,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("SCOPEWEB_LOG_LEVEL", "INFO")},
+    # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) stay.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,49 @@ from django.test import Client
 from tests.browser_kit import page, story  # noqa: F401  (fixtures of the browser stories)
 from tests.factories import make_user
 from tests.tools import check_tools
+
+FAST_TIER = os.environ.get("SCOPEWEB_TEST_TIER") == "fast"
+_reached_for_model: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if FAST_TIER:
+        _forbid_the_model()
+
+
+def _forbid_the_model() -> None:
+    """In `make test-fast`, loading the real model is an error that names the missing mark.
+
+    The product may catch the exception (a run fails its job), so the test is also failed by
+    ``_model_mark_is_honest`` after it returns.
+    """
+    import traces.engine.model as model
+    import traces.engine.runtime as runtime
+
+    def refuse(*args: object, **kwargs: object) -> Any:
+        _reached_for_model.append(os.environ.get("PYTEST_CURRENT_TEST", "?"))
+        raise RuntimeError("the fast tier runs without the real model: mark this test `model`")
+
+    setattr(model, "load_default_model", refuse)  # noqa: B010  (mypy refuses the plain assignment)
+    setattr(runtime, "load_model", refuse)  # noqa: B010
+
+
+@pytest.fixture(autouse=True)
+def _model_mark_is_honest() -> Iterator[None]:
+    _reached_for_model.clear()
+    yield
+    if _reached_for_model:
+        pytest.fail("this test loads the real model: mark it `model` (pytest.mark.model)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that take the ``gemma`` fixture are model tests, and so are browser stories and
+    tests with a real worker: the server or worker they start loads the model in a process the
+    fast tier's guard does not reach."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ())) & {"gemma", "celery_worker_process"}
+        if item.get_closest_marker("browser") or fixtures:
+            item.add_marker(pytest.mark.model)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -112,11 +155,20 @@ def _database_env() -> dict[str, str]:
     }
 
 
-def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **_database_env()}
+def _start_worker(
+    log_path: Path, *, pool: str = "solo", env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``pool``: "solo" runs tasks in the worker's own process; "prefork" in one pool process
+    that the worker replaces when it dies (and the broker redelivers its task)."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        **_database_env(),
+        **(env or {}),
+    }
     command = [
         sys.executable, "-m", "celery", "-A", "scopeweb", "worker",
-        "--queues", "default,analysis", "--pool", "solo", "--loglevel", "INFO",
+        "--queues", "default,analysis", "--pool", pool, "--concurrency", "1", "--loglevel", "INFO",
         "--without-gossip", "--without-mingle", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
     ]  # fmt: skip
     with log_path.open("wb") as log:
@@ -155,12 +207,27 @@ def celery_worker_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     _stop_worker(worker)
 
 
+WorkerStarter = Callable[..., subprocess.Popen[bytes]]
+
+
 @pytest.fixture
-def second_worker_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Another worker, for tests that kill the first one."""
-    worker = _start_worker(tmp_path / "worker2.log")
-    yield worker
-    _stop_worker(worker)
+def start_worker(tmp_path: Path) -> Iterator[WorkerStarter]:
+    """Start real Celery workers as ``celery_worker_process`` does, with ``pool`` and extra
+    ``env`` of the test's choosing (``start_worker(pool="prefork", env={...})``); each is
+    stopped at the end. Its log is ``worker-N.log`` in the test's folder."""
+    from scopeweb.celery import app
+
+    app.control.purge()
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*, pool: str = "solo", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"worker-{len(started) + 1}.log"
+        started.append(_start_worker(log, pool=pool, env=env))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        _stop_worker(worker)
 
 
 def wait_for_job(job_id: uuid.UUID | str, timeout: float = 180) -> Any:

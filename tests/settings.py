@@ -10,6 +10,9 @@ from pathlib import Path
 _ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("SCOPEWEB_DATA_DIR", str(_ROOT / "var" / "test"))
 os.environ.setdefault("SCOPEWEB_MODEL_CACHE_DIR", str(_ROOT / "var" / "models"))
+# No test is throttled by accident; tests/scopeweb/test_throttles.py lowers a rate to see a 429.
+for _scope in ("API", "API_ANON", "INGEST", "GATE"):
+    os.environ.setdefault(f"SCOPEWEB_{_scope}_RATE", "100000/minute")
 
 from scopeweb.settings import *  # noqa: E402,F403
 

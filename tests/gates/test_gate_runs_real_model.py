@@ -115,6 +115,7 @@ def _watch_top_completion_feature(run: GateRun, sae: SaeRecord, admin: User) -> 
     return feature
 
 
+@pytest.mark.model
 def test_gate_passes_unchanged_fails_perturbed_and_fails_jailbreak_completions(
     reviewer: User, second_reviewer: User, admin: User, sae: SaeRecord, tmp_path: Path
 ) -> None:

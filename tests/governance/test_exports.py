@@ -113,6 +113,7 @@ def actions(export: Export) -> list[str]:
 
 
 @needs_sae
+@pytest.mark.model
 def test_us_run_export_is_built_redacted_and_fetched_once(reviewer: User) -> None:
     run = real_run(reviewer)
     export = export_request(
@@ -490,6 +491,7 @@ def test_finished_run_page_offers_the_export(reviewer: User) -> None:
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.model
 def test_a_real_worker_builds_an_api_export(
     celery_worker_process: subprocess.Popen[bytes], reviewer: User
 ) -> None:

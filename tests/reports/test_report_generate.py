@@ -247,6 +247,7 @@ def test_report_of_a_real_case_reads_back_and_its_signature_holds(
         report_generate(case, actor=Actor.command())
 
 
+@pytest.mark.model
 def test_report_is_refused_for_a_case_not_signed_off(
     reviewer: User, second_reviewer: User, dev_key: Path
 ) -> None:
@@ -261,6 +262,7 @@ def test_report_is_refused_for_a_case_not_signed_off(
     assert not CaseReport.objects.exists()
 
 
+@pytest.mark.model
 def test_queued_report_runs_as_a_job_and_a_second_queue_returns_it(
     reviewer: User,
     second_reviewer: User,
@@ -284,6 +286,7 @@ def test_queued_report_runs_as_a_job_and_a_second_queue_returns_it(
         report_queue(case=case, actor=Actor.command(reviewer))
 
 
+@pytest.mark.model
 def test_signing_failure_stores_nothing_and_fails_the_job_with_the_reason(
     reviewer: User, second_reviewer: User, dev_key: Path, settings: Any
 ) -> None:
@@ -305,6 +308,7 @@ def test_signing_failure_stores_nothing_and_fails_the_job_with_the_reason(
     assert not stored.exists() or not any(stored.rglob("*.pdf"))
 
 
+@pytest.mark.model
 def test_missing_key_fails_the_job_naming_the_command(
     reviewer: User, second_reviewer: User, settings: Any, tmp_path: Path
 ) -> None:

@@ -43,6 +43,7 @@ def _upload(data: bytes, name: str = "report.pdf") -> SimpleUploadedFile:
 
 
 @needs_sae
+@pytest.mark.model
 def test_auditor_downloads_and_verifies_a_report_and_an_outsider_is_refused(
     reviewer: User,
     second_reviewer: User,

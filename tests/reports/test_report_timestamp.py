@@ -109,6 +109,7 @@ def tsa(settings: Any, dev_key: Path) -> Iterator[_Tsa]:  # noqa: F811  # the im
     server.server_close()
 
 
+@pytest.mark.model
 def test_report_carries_an_rfc3161_timestamp_from_the_configured_server(
     tsa: _Tsa, reviewer: User, second_reviewer: User
 ) -> None:
@@ -126,6 +127,7 @@ def test_report_carries_an_rfc3161_timestamp_from_the_configured_server(
     assert not any("timestamp" in note.lower() for note in result.notes)
 
 
+@pytest.mark.model
 def test_a_timestamp_server_that_fails_stores_no_report_and_names_the_server(
     tsa: _Tsa, reviewer: User, second_reviewer: User
 ) -> None:

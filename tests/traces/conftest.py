@@ -22,12 +22,14 @@ def jsonl(prompts: list[str]) -> bytes:
     ).encode()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gemma() -> LoadedModel:
-    """The real Gemma 3 270M from the PyPI package (torch is imported only by tests that ask)."""
-    from traces.engine.model import load_default_model
+    """The real Gemma 3 270M from the PyPI package in float32, loaded once per test run: the
+    same object the engine's runs use (torch is imported only by tests that ask)."""
+    from traces.engine import runtime
+    from traces.engine.model import DEFAULT_MODEL
 
-    return load_default_model()
+    return runtime.model_for(DEFAULT_MODEL, "float32")
 
 
 @pytest.fixture

@@ -231,6 +231,7 @@ def test_a_failed_job_says_why_and_offers_the_button_again(
 
 
 @pytest.mark.skipif(not shipped_sae_folders(), reason="no SAE shipped yet")
+@pytest.mark.model
 def test_logit_lens_of_the_shipped_sae_on_gemma_3(reviewer: User) -> None:
     sae = sae_register_shipped()[0]
     out = io.StringIO()

@@ -242,6 +242,7 @@ def _worker_model(gemma: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("_worker_model")
+@pytest.mark.model
 def test_batches_become_chunks_of_the_days_stream_run(
     admin: User, gemma: LoadedModel, folder: Path
 ) -> None:
@@ -315,6 +316,7 @@ def _traced(gemma: LoadedModel, folder: Path, name: str) -> list[dict[str, Any]]
 
 
 @pytest.mark.usefixtures("_worker_model")
+@pytest.mark.model
 def test_a_tracers_features_are_stored_without_a_forward_pass(
     admin: User, gemma: LoadedModel, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -345,6 +347,7 @@ def test_a_tracers_features_are_stored_without_a_forward_pass(
 
 
 @pytest.mark.usefixtures("_worker_model")
+@pytest.mark.model
 def test_features_that_do_not_check_out_are_recomputed(
     admin: User, gemma: LoadedModel, folder: Path
 ) -> None:
@@ -382,6 +385,7 @@ def test_the_manifest_command_imports_exports_and_makes_keys(tmp_path: Path) -> 
 
 
 @pytest.mark.usefixtures("_worker_model")
+@pytest.mark.model
 def test_an_ingest_worker_warms_up_its_manifests(admin: User, folder: Path) -> None:
     record = sae_register(folder)
     _key(admin, record.name)
@@ -391,6 +395,7 @@ def test_an_ingest_worker_warms_up_its_manifests(admin: User, folder: Path) -> N
 
 
 @pytest.mark.usefixtures("_worker_model")
+@pytest.mark.model
 def test_a_manifest_that_keeps_no_completions_stores_the_prompt_alone(
     admin: User, gemma: LoadedModel, folder: Path
 ) -> None:

@@ -128,6 +128,7 @@ def _hashes(run: AnalysisRun) -> list[str]:
     return list(traces.values_list("arrays_sha256", flat=True))
 
 
+@pytest.mark.model
 def test_one_pass_of_three_saes_stores_what_three_single_runs_store(
     prompt_set: PromptSet, records: list[SaeRecord]
 ) -> None:
@@ -172,6 +173,7 @@ def test_one_pass_of_three_saes_stores_what_three_single_runs_store(
         assert (single.sq_err_total, single.sq_dev_total) == (run.sq_err_total, run.sq_dev_total)
 
 
+@pytest.mark.model
 def test_saes_of_two_models_are_refused_naming_both(
     prompt_set: PromptSet, records: list[SaeRecord], tmp_path: Path
 ) -> None:
@@ -192,6 +194,7 @@ def test_saes_of_two_models_are_refused_naming_both(
     assert (AnalysisRun.objects.count(), Job.objects.count()) == (runs, jobs)
 
 
+@pytest.mark.model
 def test_cancelling_a_member_before_the_pass_starts_cancels_every_run(
     prompt_set: PromptSet, records: list[SaeRecord]
 ) -> None:
@@ -204,6 +207,7 @@ def test_cancelling_a_member_before_the_pass_starts_cancels_every_run(
     assert not Trace.objects.filter(run__in=runs).exists()
 
 
+@pytest.mark.model
 def test_cancelling_a_member_mid_pass_stops_every_run_after_the_chunk(
     prompt_set: PromptSet, records: list[SaeRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -226,6 +230,7 @@ def test_cancelling_a_member_mid_pass_stops_every_run_after_the_chunk(
         assert not default_storage.exists(f"runs/{run.pk}/manifest.json")
 
 
+@pytest.mark.model
 def test_pooled_fvu_is_sq_err_over_sq_dev_and_agrees_with_sae_quality(
     gemma: LoadedModel,
     prompt_set: PromptSet,

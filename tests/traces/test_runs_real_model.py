@@ -57,6 +57,7 @@ def _run(prompt_set: PromptSet, sae: SaeRecord, **kwargs: object) -> AnalysisRun
     return run
 
 
+@pytest.mark.model
 def test_a_run_stores_indexes_and_pins_its_traces(prompt_set: PromptSet, sae: SaeRecord) -> None:
     run = _run(prompt_set, sae, chunk_prompts=2)
     assert Job.objects.get(pk=run.job_id).state == JobState.SUCCEEDED
@@ -77,6 +78,7 @@ def test_a_run_stores_indexes_and_pins_its_traces(prompt_set: PromptSet, sae: Sa
     assert run.summary["traces"] == len(PROMPTS) and run.summary["bytes_per_token"] > 0
 
 
+@pytest.mark.model
 def test_same_spec_gives_the_same_hashes(prompt_set: PromptSet, sae: SaeRecord) -> None:
     first, second = _run(prompt_set, sae), _run(prompt_set, sae)
     hashes = [
@@ -86,6 +88,7 @@ def test_same_spec_gives_the_same_hashes(prompt_set: PromptSet, sae: SaeRecord) 
     assert hashes[0] == hashes[1]
 
 
+@pytest.mark.model
 def test_an_interrupted_run_resumes_without_gaps_or_duplicates(
     prompt_set: PromptSet, sae: SaeRecord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +123,7 @@ def test_an_interrupted_run_resumes_without_gaps_or_duplicates(
     assert got == want and Job.objects.get(pk=run.job_id).state == JobState.SUCCEEDED
 
 
+@pytest.mark.model
 def test_generation_marks_completion_tokens(prompt_set: PromptSet, sae: SaeRecord) -> None:
     run = _run(prompt_set, sae, generate_tokens=4, seed=7)
     trace = Trace.objects.filter(run=run).order_by("prompt__position").first()
@@ -130,6 +134,7 @@ def test_generation_marks_completion_tokens(prompt_set: PromptSet, sae: SaeRecor
     assert np.all(flags[: trace.prompt_tokens] == 0)
 
 
+@pytest.mark.model
 def test_a_cancelled_run_stops_before_its_next_chunk(prompt_set: PromptSet, sae: SaeRecord) -> None:
     run = run_start(
         actor=Actor.command(), prompt_set=prompt_set, sae=sae, queue=False, chunk_prompts=2
@@ -141,6 +146,7 @@ def test_a_cancelled_run_stops_before_its_next_chunk(prompt_set: PromptSet, sae:
     assert not Trace.objects.filter(run=run).exists()
 
 
+@pytest.mark.model
 def test_reproduce_reports_identical_hashes_and_export_writes_a_readable_bundle(
     prompt_set: PromptSet, sae: SaeRecord, tmp_path: Path, reviewer: User
 ) -> None:
@@ -178,6 +184,7 @@ def test_reproduce_reports_identical_hashes_and_export_writes_a_readable_bundle(
         call_command("export_bundle", str(run.pk), out=str(tmp_path / "bundle"))
 
 
+@pytest.mark.model
 def test_a_reproduction_that_differs_fails(prompt_set: PromptSet, sae: SaeRecord) -> None:
     run = _run(prompt_set, sae)
     Trace.objects.filter(run=run).order_by("pk").update(arrays_sha256="f" * 64)

@@ -84,6 +84,7 @@ def _a_contested_feature(run: AnalysisRun) -> tuple[int, float, set[int]]:
     raise AssertionError("no feature fired in three traces")
 
 
+@pytest.mark.model
 def test_trace_list_filters_sorts_flags_and_answers_the_api(reviewer: User) -> None:
     run = _run(reviewer)
     client = client_for(reviewer)
@@ -146,6 +147,7 @@ def test_trace_list_filters_sorts_flags_and_answers_the_api(reviewer: User) -> N
     assert "/api/traces/{id}/tokens/" in schema and "/api/traces/" in schema
 
 
+@pytest.mark.model
 def test_trace_view_shows_tokens_colours_and_the_side_panel(reviewer: User) -> None:
     run = _run(reviewer, generate_tokens=3, seed=1)
     trace = _trace(run, 1)  # the code prompt: newline and tab
@@ -220,6 +222,7 @@ def test_trace_view_shows_tokens_colours_and_the_side_panel(reviewer: User) -> N
     assert client.get(reverse("api_trace_tokens", args=[trace.pk])).status_code == 410
 
 
+@pytest.mark.model
 def test_a_long_trace_renders_in_one_decode_and_few_queries(
     reviewer: User, django_assert_max_num_queries: Any
 ) -> None:
@@ -311,6 +314,7 @@ def test_template_marks_finds_the_template_tokens_and_each_turns_role() -> None:
     assert marked[-1] and turns == {1: "user", 9: "model"}
 
 
+@pytest.mark.model
 def test_a_conversations_trace_marks_the_template_tokens_and_labels_each_turn(
     reviewer: User,
 ) -> None:
