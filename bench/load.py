@@ -356,13 +356,7 @@ def main() -> None:
     parser.add_argument("--client-nice", type=int, default=19)
     args = parser.parse_args()
 
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql" or "bench" not in str(db["NAME"]):
-        sys.exit("Refused: point DATABASE_URL at the synthetic bench database (seed_synthetic.py).")
-    state_file = Path(settings.DATA_DIR) / "bench-state.json"
-    if not state_file.exists():
-        sys.exit(f"No {state_file}: run bench/seed_synthetic.py first.")
-    state = json.loads(state_file.read_text())
+    state = pages.bench_state()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)  # migrations newer than the seed (none, usually)

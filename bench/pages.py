@@ -283,6 +283,18 @@ def _pg_version() -> str:
         return str(cursor.fetchone()[0])
 
 
+def bench_state() -> dict[str, Any]:
+    """What seed_synthetic.py recorded; exits unless Django points at its bench database."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql" or "bench" not in str(db["NAME"]):
+        sys.exit("Refused: point DATABASE_URL at the synthetic bench database (seed_synthetic.py).")
+    state_file = Path(settings.DATA_DIR) / "bench-state.json"
+    if not state_file.exists():
+        sys.exit(f"No {state_file}: run bench/seed_synthetic.py first.")
+    state: dict[str, Any] = json.loads(state_file.read_text())
+    return state
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured time per page")
@@ -306,13 +318,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql" or "bench" not in str(db["NAME"]):
-        sys.exit("Refused: point DATABASE_URL at the synthetic bench database (seed_synthetic.py).")
-    state_file = Path(settings.DATA_DIR) / "bench-state.json"
-    if not state_file.exists():
-        sys.exit(f"No {state_file}: run bench/seed_synthetic.py first.")
-    state = json.loads(state_file.read_text())
+    state = bench_state()
     rng = random.Random(7)  # noqa: S311 (a reproducible mix of pages, not a secret)
     makers = url_makers(state, rng)
     pages = [p for p in args.pages.split(",") if p in makers]
